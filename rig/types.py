@@ -42,7 +42,10 @@ class EventBatch:
     @classmethod
     def empty(cls, xy_dtype: type = np.int16) -> EventBatch:
         return cls(
-            np.empty(0, np.int64), np.empty(0, xy_dtype), np.empty(0, xy_dtype), np.empty(0, np.int8)
+            np.empty(0, np.int64),
+            np.empty(0, xy_dtype),
+            np.empty(0, xy_dtype),
+            np.empty(0, np.int8),
         )
 
     @classmethod
