@@ -1,0 +1,267 @@
+"""The capture node: reads both sensors, puts frames on the rig clock, writes the raw
+recording losslessly, and cuts the live stream into interval jobs for the workers.
+
+Raw first: sensor data goes to the raw writer through a blocking ring (never
+dropped); the inference path only ever gets what is left over. A job that no
+worker can take right now is skipped (counted and listed), never queued behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import zmq
+
+from calibration.mapping import EventToFrameMap
+from pipeline import wire
+from pipeline.jobs import IntervalJob, inserted_timestamps
+from pipeline.messages import job_message
+from pipeline.rawfile import RawRecorder
+from pipeline.ring import RingBuffer, RingClosed, RingFull
+from rig.base import EventSource, FrameSource, SourceError
+from rig.sync import TriggerSync
+from rig.types import EventBatch, EventSlice, Frame
+
+log = logging.getLogger(__name__)
+
+_END = object()
+
+
+@dataclass
+class CaptureCounters:
+    events: int = 0
+    triggers: int = 0
+    frames: int = 0
+    keyframes: int = 0
+    camera_skipped_frames: int = 0
+    intervals: int = 0
+    intervals_dispatched: int = 0
+    intervals_skipped: int = 0
+    live_events_dropped: int = 0
+    recorder_messages_dropped: int = 0
+    first_event_us: int | None = None
+    last_event_us: int | None = None
+
+
+@dataclass
+class _SourcePump:
+    """A thread that moves everything a source delivers into a lossless ring."""
+
+    source: EventSource | FrameSource
+    ring: RingBuffer
+    error: BaseException | None = None
+    ended: bool = False
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+    def start(self, stop: threading.Event) -> None:
+        self.thread = threading.Thread(target=self._run, args=(stop,), daemon=True)
+        self.thread.start()
+
+    def _run(self, stop: threading.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    item = self.source.read(timeout_s=0.2)
+                except EOFError:
+                    break
+                if item is not None:
+                    self.ring.put(item, timeout_s=30.0)
+        except (SourceError, RingFull) as exc:
+            self.error = exc
+        except RingClosed:
+            pass
+        finally:
+            self.ended = True
+            try:
+                self.ring.put(_END, timeout_s=30.0)
+            except (RingFull, RingClosed):
+                pass
+
+
+class CaptureNode:
+    def __init__(
+        self,
+        event_source: EventSource,
+        frame_source: FrameSource,
+        mapper: EventToFrameMap,
+        raw: RawRecorder,
+        job_socket: zmq.Socket,
+        recorder_socket: zmq.Socket,
+        factor: int,
+        sync: TriggerSync | None = None,
+        max_live_events: int = 50_000_000,
+    ) -> None:
+        if factor < 2:
+            raise ValueError(f"slow-motion factor must be >= 2, got {factor}")
+        self.events = event_source
+        self.frames = frame_source
+        self.mapper = mapper
+        self.raw = raw
+        self.job_socket = job_socket
+        self.recorder_socket = recorder_socket
+        self.factor = factor
+        self.sync = sync or TriggerSync()
+        self.max_live_events = max_live_events
+        self.counters = CaptureCounters()
+        self.error: BaseException | None = None
+        self._live: deque[EventBatch] = deque()
+        self._live_count = 0
+        self._keyframes: deque[tuple[int, Frame]] = deque()
+        self._watermark = -(2**62)
+
+    # -- inference path ---------------------------------------------------------------
+    def _add_live_events(self, mapped: EventBatch) -> None:
+        if not len(mapped):
+            return
+        self._live.append(mapped)
+        self._live_count += len(mapped)
+        while self._live_count > self.max_live_events and len(self._live) > 1:
+            old = self._live.popleft()
+            self._live_count -= len(old)
+            self.counters.live_events_dropped += len(old)
+
+    def _live_slice(self, t0: int, t1: int) -> EventBatch:
+        parts = [
+            b.time_slice(t0, t1) for b in self._live if len(b) and b.t[-1] >= t0 and b.t[0] < t1
+        ]
+        return EventBatch.concat(parts) if parts else EventBatch.empty(np.float32)
+
+    def _trim_live(self, t_keep: int) -> None:
+        while self._live and self._live[0].t[-1] < t_keep:
+            self._live_count -= len(self._live.popleft())
+
+    def _to_recorder(self, msg: wire.Message) -> None:
+        try:
+            wire.send(self.recorder_socket, msg, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            self.counters.recorder_messages_dropped += 1
+
+    def _on_keyframe(self, frame: Frame) -> None:
+        index = self.counters.keyframes
+        self.counters.keyframes += 1
+        t_mid = frame.mid_exposure_us
+        self._keyframes.append((index, frame))
+        self._to_recorder(
+            wire.Message("keyframe", {"index": index, "t_us": t_mid}, {"image": frame.image})
+        )
+
+    def _dispatch_ready(self, final: bool = False) -> None:
+        while len(self._keyframes) >= 2:
+            (k, f0), (_, f1) = self._keyframes[0], self._keyframes[1]
+            t0, t1 = f0.mid_exposure_us, f1.mid_exposure_us
+            if not final and self._watermark < t1:
+                return
+            self._keyframes.popleft()
+            self.counters.intervals += 1
+            status = {"index": k, "status": "dispatched"}
+            if t1 <= t0:
+                status = {
+                    "index": k,
+                    "status": "skipped",
+                    "reason": "keyframe times not increasing",
+                }
+            else:
+                job = IntervalJob(
+                    k,
+                    f0.image,
+                    f1.image,
+                    t0,
+                    t1,
+                    self._live_slice(t0, t1),
+                    inserted_timestamps(t0, t1, self.factor),
+                )
+                try:
+                    wire.send(self.job_socket, job_message(job), flags=zmq.NOBLOCK)
+                    self.counters.intervals_dispatched += 1
+                except zmq.Again:
+                    self.counters.intervals_skipped += 1
+                    status = {"index": k, "status": "skipped", "reason": "all workers busy"}
+            self._to_recorder(wire.Message("interval", status))
+            self._trim_live(t1)
+
+    # -- main loop --------------------------------------------------------------------
+    def _handle_events(self, item: EventSlice) -> None:
+        ev, trig = item.events, item.triggers
+        if len(ev):
+            self.raw.write_events(ev)
+            c = self.counters
+            c.events += len(ev)
+            c.first_event_us = int(ev.t[0]) if c.first_event_us is None else c.first_event_us
+            c.last_event_us = int(ev.t[-1])
+            self._watermark = max(self._watermark, int(ev.t[-1]))
+            self._add_live_events(self.mapper(ev))
+        if len(trig):
+            self.raw.write_triggers(trig)
+            self.counters.triggers += len(trig)
+            self.sync.add_triggers(trig)
+            self._watermark = max(self._watermark, int(trig[-1]))
+
+    def run(
+        self,
+        stop: threading.Event,
+        progress: Callable[[CaptureCounters], None] | None = None,
+        progress_every_s: float = 0.5,
+    ) -> CaptureCounters:
+        ev_ring: RingBuffer = RingBuffer(4096, "block")
+        fr_ring: RingBuffer = RingBuffer(1024, "block")
+        pumps = [_SourcePump(self.events, ev_ring), _SourcePump(self.frames, fr_ring)]
+        reader_stop = threading.Event()
+        for p in pumps:
+            p.start(reader_stop)
+        ended = [False, False]
+        last_progress = 0.0
+        try:
+            while not all(ended) and not stop.is_set():
+                got = False
+                for i, ring in enumerate((ev_ring, fr_ring)):
+                    while not ended[i] and (item := ring.get(timeout_s=0)) is not None:
+                        got = True
+                        if item is _END:
+                            ended[i] = True
+                        elif i == 0:
+                            self._handle_events(item)
+                        else:
+                            self.counters.frames += 1
+                            self.sync.add_frame(item)
+                for frame in self.sync.pop_matched():
+                    self.raw.write_frame(frame)
+                    self._on_keyframe(frame)
+                self._dispatch_ready()
+                if self.raw.error is not None:
+                    raise self.raw.error
+                if progress and time.monotonic() - last_progress > progress_every_s:
+                    self.counters.camera_skipped_frames = self.frames.skipped_frames
+                    progress(self.counters)
+                    last_progress = time.monotonic()
+                if not got:
+                    time.sleep(0.002)
+            for p in pumps:
+                if p.error is not None:
+                    raise p.error
+            self._dispatch_ready(final=True)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            reader_stop.set()
+            for ring in (ev_ring, fr_ring):
+                ring.close()
+            for p in pumps:
+                if p.thread is not None:
+                    p.thread.join(timeout=5)
+            self.counters.camera_skipped_frames = self.frames.skipped_frames
+            self._to_recorder(
+                wire.Message(
+                    "end", {"last_keyframe": self.counters.keyframes - 1, **self.summary()}
+                )
+            )
+        return self.counters
+
+    def summary(self) -> dict:
+        return asdict(self.counters)

@@ -1,0 +1,217 @@
+"""The `slomo-rig` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from models.registry import DEFAULT_MODEL, MODEL_NAMES
+
+
+class CliError(RuntimeError):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _factor(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"slow-motion factor must be >= 2, got {text}")
+    return value
+
+
+def _add_live_args(p: argparse.ArgumentParser, seconds_default: float | None) -> None:
+    p.add_argument("--out", type=Path, required=True, help="folder to create the session in")
+    p.add_argument(
+        "--seconds",
+        type=_positive_float,
+        default=seconds_default,
+        help="stop after this many seconds"
+        + (" (default: %(default)s)" if seconds_default else " (default: until Ctrl-C)"),
+    )
+    p.add_argument("--factor", type=_factor, default=8, help="slow-motion factor (default: 8)")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"interpolation model: {', '.join(MODEL_NAMES)} (default: %(default)s)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="inference worker processes (default: 1)")
+    p.add_argument(
+        "--playback-fps",
+        type=_positive_float,
+        default=30.0,
+        help="frame rate the video plays at (default: 30)",
+    )
+    p.add_argument(
+        "--job-timeout",
+        type=_positive_float,
+        default=30.0,
+        help="seconds to wait for an interval's result before listing it as skipped",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _add_sim_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fps", type=_positive_float, default=50.0, help="simulated RGB camera fps")
+    p.add_argument("--seed", type=int, default=0, help="simulated scene seed")
+
+
+def _sim_rig(args: argparse.Namespace):
+    from rig.sim.config import SimConfig
+    from rig.sim.rig import SimulatedRig
+
+    cfg = SimConfig(fps=args.fps, seed=args.seed, realtime=True)
+    rig = SimulatedRig(cfg)
+    events, frames = rig.sources()
+    from calibration.mapping import EventToFrameMap
+
+    mapper = EventToFrameMap.from_homography(rig.h_event_to_frame, cfg.event_size, cfg.frame_size)
+    info = {"backend": "sim", "sim": cfg.to_dict() if hasattr(cfg, "to_dict") else vars(cfg)}
+    return events, frames, mapper, info
+
+
+def _run_live(args: argparse.Namespace, events, frames, mapper, rig_info) -> int:
+    from pipeline.info import describe
+    from pipeline.live import LiveOptions, run_live
+
+    opts = LiveOptions(
+        out=args.out,
+        factor=args.factor,
+        model=args.model,
+        workers=args.workers,
+        playback_fps=args.playback_fps,
+        seconds=args.seconds,
+        job_timeout_s=args.job_timeout,
+        progress=not args.quiet,
+    )
+    result = run_live(events, frames, mapper, rig_info, opts)
+    print(closing_summary(describe(result.session.path)))
+    return 0 if result.manifest.get("status") == "complete" else 1
+
+
+def closing_summary(info: dict) -> str:
+    cap, out = info.get("capture", {}), info.get("output", {})
+    span = 0.0
+    if cap.get("first_event_us") is not None and cap.get("last_event_us") is not None:
+        span = (cap["last_event_us"] - cap["first_event_us"]) / 1e6
+    frames = out.get("frames_written", 0)
+    fps = frames / span if span > 0 else 0.0
+    lines = [
+        "",
+        f"Session: {info['path']}  ({info['status']})",
+        f"  raw recording   {info['files']['raw']['path']}",
+        f"  slow-motion     {info['files']['video']['path']}",
+        f"  timestamps      {info['files']['timestamps']['path']}",
+        f"  captured        {cap.get('events', 0):,} events, {cap.get('frames', 0)} frames, "
+        f"{cap.get('triggers', 0)} triggers in {span:.2f} s of rig time",
+        f"  output          {frames} frames ({out.get('original_frames', 0)} original + "
+        f"{out.get('interpolated_frames', 0)} interpolated) = {fps:.0f} fps achieved",
+        f"  skipped         {out.get('intervals_skipped', 0)} of {cap.get('intervals', 0)} intervals "
+        f"(listed in session.json; 'slomo-rig replay' fills them in)",
+        f"  drops           camera {cap.get('camera_skipped_frames', 0)} frames, "
+        f"live events {cap.get('live_events_dropped', 0)}",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    events, frames, mapper, info = _sim_rig(args)
+    return _run_live(args, events, frames, mapper, info)
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    if args.config:
+        from rig.config import RigConfig, open_sources
+
+        cfg = RigConfig.load(args.config)
+        events, frames = open_sources(cfg)
+        from calibration.mapping import EventToFrameMap
+
+        mapper = EventToFrameMap.identity(events.resolution)
+        return _run_live(args, events, frames, mapper, {"config": str(args.config)})
+    if args.rig != "sim":
+        raise CliError("record needs --rig sim or --config rig.toml")
+    events, frames, mapper, info = _sim_rig(args)
+    return _run_live(args, events, frames, mapper, info)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from pipeline.info import describe, format_text
+
+    info = describe(args.session)
+    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.worker import run_worker
+
+    return run_worker(args.jobs, args.results, args.model, name=args.name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slomo-rig",
+        description="Live event-based slow motion from an RGB camera plus an event camera.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="record a few seconds from the simulated rig, end to end")
+    _add_live_args(p, seconds_default=5.0)
+    _add_sim_args(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("record", help="record live until Ctrl-C (or --seconds)")
+    _add_live_args(p, seconds_default=None)
+    _add_sim_args(p)
+    p.add_argument("--rig", choices=["sim"], default=None, help="the simulated rig")
+    p.add_argument("--config", type=Path, help="rig configuration file (TOML)")
+    p.set_defaults(func=cmd_record)
+
+    p = sub.add_parser("info", help="what a session holds")
+    p.add_argument("session", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("worker", help="run an inference worker for a capture node")
+    p.add_argument(
+        "--jobs", required=True, help="capture node's job endpoint, e.g. tcp://127.0.0.1:5555"
+    )
+    p.add_argument("--results", required=True, help="recorder's endpoint")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--name", default=None)
+    p.set_defaults(func=cmd_worker)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    from pipeline.errors import USER_ERRORS
+
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as exc:
+        print(f"slomo-rig {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"slomo-rig {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

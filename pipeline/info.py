@@ -1,0 +1,90 @@
+"""`slomo-rig info`: what a session holds, including how far a cut-off one got."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.session import Session
+
+
+def describe(path: Path) -> dict[str, Any]:
+    session = Session.open(path)
+    data = session.read()
+    files = {}
+    for key, name in data.get("files", {}).items():
+        f = session.path / name
+        files[key] = {
+            "path": str(f),
+            "exists": f.exists(),
+            "bytes": f.stat().st_size if f.exists() else 0,
+        }
+    out = data.get("output", {})
+    status = data.get("status", "?")
+    notes = []
+    if status == "recording":
+        notes.append(
+            "the recording was cut off (crash or power loss): raw data up to the cut is "
+            "readable; run 'slomo-rig replay' to interpolate it"
+        )
+    if out.get("status") not in (None, "complete"):
+        notes.append(
+            f"the slow-motion output is {out.get('status')}: the video ends where it stopped"
+        )
+    if out.get("intervals_skipped"):
+        notes.append(
+            f"{out['intervals_skipped']} intervals have no interpolated frames; "
+            "'slomo-rig replay' fills them in from the raw recording"
+        )
+    return {"path": str(session.path), "status": status, "notes": notes, "files": files, **data}
+
+
+def format_text(info: dict[str, Any]) -> str:
+    cap = info.get("capture", {})
+    out = info.get("output", {})
+    clock = info.get("clock", {})
+    lines = [
+        f"session  {info['path']}",
+        f"status   {info['status']}" + (f"  ({info['error']})" if info.get("error") else ""),
+        f"created  {info.get('created', '?')}",
+    ]
+    if cap:
+        span = 0.0
+        if cap.get("first_event_us") is not None and cap.get("last_event_us") is not None:
+            span = (cap["last_event_us"] - cap["first_event_us"]) / 1e6
+        lines += [
+            f"raw      {cap.get('events', 0):,} events, {cap.get('frames', 0)} frames, "
+            f"{cap.get('triggers', 0)} triggers over {span:.2f} s",
+            f"drops    camera skipped {cap.get('camera_skipped_frames', 0)} frames, "
+            f"live path dropped {cap.get('live_events_dropped', 0):,} events (raw keeps all)",
+            f"intervals {cap.get('intervals', 0)}: {cap.get('intervals_dispatched', 0)} sent to "
+            f"workers, {cap.get('intervals_skipped', 0)} skipped live (workers busy)",
+        ]
+    if clock:
+        lines.append(
+            f"clock    {clock.get('method')}: drift {clock.get('drift_ppm', 0):.2f} ppm, "
+            f"residual rms {clock.get('residual_rms_us', 0):.2f} us over {clock.get('n', 0)} frames"
+        )
+    if out:
+        lines.append(
+            f"output   {out.get('frames_written', 0)} frames "
+            f"({out.get('original_frames', 0)} original, {out.get('interpolated_frames', 0)} "
+            f"interpolated by {', '.join(out.get('models', [])) or '-'}), status {out.get('status')}"
+        )
+        skipped = out.get("skipped_intervals", [])
+        if skipped:
+            lines.append(f"skipped  {len(skipped)} intervals:")
+            for s in skipped[:20]:
+                lines.append(f"  #{s['index']:5d}  {s['t0_us']} .. {s['t1_us']} us  {s['reason']}")
+            if len(skipped) > 20:
+                lines.append(f"  ... and {len(skipped) - 20} more (see --json)")
+    for name, w in info.get("workers", {}).items():
+        lines.append(
+            f"worker   {name}: {w.get('jobs', 0)} jobs, {w.get('bad_messages', 0)} bad messages, "
+            f"{w.get('failed_jobs', 0)} failed"
+        )
+    for key, f in info["files"].items():
+        mark = "" if f["exists"] else "  (missing)"
+        lines.append(f"file     {key:10s} {f['path']}  {f['bytes']:,} bytes{mark}")
+    lines += [f"note     {n}" for n in info["notes"]]
+    return "\n".join(lines)

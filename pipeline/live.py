@@ -1,0 +1,214 @@
+"""Live orchestration: the capture node in this process, the recorder and the
+inference workers as separate processes on loopback ZeroMQ.
+
+Order of teardown is what keeps recordings safe: capture stops and closes the raw
+file first, then the recorder drains and closes the video, then workers are stopped.
+A crashed worker or recorder never reaches into the capture process.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from calibration.mapping import EventToFrameMap
+from models.registry import DEFAULT_MODEL
+from pipeline.capture import CaptureCounters, CaptureNode
+from pipeline.rawfile import RawRecorder
+from pipeline.recorder import run_recorder
+from pipeline.session import CLOCK_FILE, Session
+from pipeline.worker import run_worker
+from rig.base import EventSource, FrameSource
+from rig.sync import TriggerSync
+
+
+class LiveError(RuntimeError):
+    """The live pipeline could not start or stopped with an error."""
+
+
+@dataclass
+class LiveOptions:
+    out: Path
+    factor: int = 8
+    model: str = DEFAULT_MODEL
+    workers: int = 1
+    playback_fps: float = 30.0
+    seconds: float | None = None
+    job_timeout_s: float = 30.0
+    drain_timeout_s: float = 120.0
+    worker_start_timeout_s: float = 180.0
+    progress: bool = True
+    session_name: str | None = None
+
+
+@dataclass
+class LiveResult:
+    session: Session
+    manifest: dict[str, Any]
+    processes: dict[str, list[mp.Process]] = field(default_factory=dict)
+
+
+def _worker_entry(job_ep: str, rec_ep: str, model: str, name: str, ready: Any) -> None:
+    sys.exit(run_worker(job_ep, rec_ep, model, name=name, on_ready=ready.set))
+
+
+def _progress_line(c: CaptureCounters, t_start: float) -> None:
+    span = 0.0
+    if c.first_event_us is not None and c.last_event_us is not None:
+        span = (c.last_event_us - c.first_event_us) / 1e6
+    line = (
+        f"\r[{time.monotonic() - t_start:6.1f} s] rig time {span:6.2f} s  events {c.events / 1e6:7.2f} M"
+        f"  frames {c.frames:5d}  intervals sent {c.intervals_dispatched:5d}"
+        f"  skipped {c.intervals_skipped:4d}"
+    )
+    sys.stderr.write(line)
+    sys.stderr.flush()
+
+
+def run_live(
+    event_source: EventSource,
+    frame_source: FrameSource,
+    mapper: EventToFrameMap,
+    rig_info: dict[str, Any],
+    opts: LiveOptions,
+    on_started: Callable[[dict[str, list[mp.Process]]], None] | None = None,
+    stop: threading.Event | None = None,
+) -> LiveResult:
+    session = Session.create(opts.out, rig_info, name=opts.session_name)
+    session.update(live={"factor": opts.factor, "model": opts.model, "workers": opts.workers})
+    ctx = mp.get_context("spawn")
+    stop = stop or threading.Event()
+    processes: dict[str, list[mp.Process]] = {"recorder": [], "workers": []}
+    zctx = zmq.Context()
+    job_sock = zctx.socket(zmq.PUSH)
+    job_sock.setsockopt(zmq.SNDHWM, 1)
+    job_sock.setsockopt(zmq.LINGER, 0)
+    rec_sock = zctx.socket(zmq.PUSH)
+    rec_sock.setsockopt(zmq.SNDHWM, 100_000)
+    rec_sock.setsockopt(zmq.LINGER, 5000)
+    status, error = "complete", None
+    capture: CaptureNode | None = None
+    raw: RawRecorder | None = None
+    try:
+        parent_conn, child_conn = ctx.Pipe(duplex=False)
+        recorder = ctx.Process(
+            target=run_recorder,
+            args=(
+                session.path,
+                child_conn,
+                opts.playback_fps,
+                opts.job_timeout_s,
+                opts.drain_timeout_s,
+            ),
+            name="slomo-recorder",
+        )
+        recorder.start()
+        processes["recorder"].append(recorder)
+        child_conn.close()
+        if not parent_conn.poll(30):
+            raise LiveError("the recorder process did not start within 30 s")
+        rec_ep = parent_conn.recv()
+        rec_sock.connect(rec_ep)
+        job_port = job_sock.bind_to_random_port("tcp://127.0.0.1")
+        job_ep = f"tcp://127.0.0.1:{job_port}"
+        readies = []
+        for i in range(opts.workers):
+            ready = ctx.Event()
+            p = ctx.Process(
+                target=_worker_entry,
+                args=(job_ep, rec_ep, opts.model, f"worker-{i}", ready),
+                name=f"slomo-worker-{i}",
+            )
+            p.start()
+            processes["workers"].append(p)
+            readies.append((p, ready))
+        deadline = time.monotonic() + opts.worker_start_timeout_s
+        for p, ready in readies:
+            while not ready.wait(0.2):
+                if not p.is_alive():
+                    raise LiveError(
+                        f"{p.name} exited with code {p.exitcode} while starting "
+                        f"(model {opts.model!r}); run 'slomo-rig worker --model {opts.model}' "
+                        "to see its error"
+                    )
+                if time.monotonic() > deadline:
+                    raise LiveError(f"{p.name} did not become ready in time")
+        if on_started:
+            on_started(processes)
+
+        with event_source, frame_source:
+            raw = RawRecorder(session.raw_path, event_source.resolution, frame_source.resolution)
+            sync = TriggerSync()
+            capture = CaptureNode(
+                event_source, frame_source, mapper, raw, job_sock, rec_sock, opts.factor, sync
+            )
+            timer = None
+            if opts.seconds is not None:
+                timer = threading.Timer(opts.seconds, stop.set)
+                timer.daemon = True
+                timer.start()
+            t_start = time.monotonic()
+            prev_handler = signal.signal(signal.SIGINT, lambda s, f: stop.set())
+            try:
+                capture.run(
+                    stop,
+                    progress=(lambda c: _progress_line(c, t_start)) if opts.progress else None,
+                )
+            finally:
+                signal.signal(signal.SIGINT, prev_handler)
+                if timer:
+                    timer.cancel()
+                if opts.progress:
+                    sys.stderr.write("\n")
+                raw.close()
+                if raw.error is not None and error is None:
+                    error = raw.error
+                mapping = sync.mapping().to_dict()
+                (session.path / CLOCK_FILE).write_text(json.dumps(mapping, indent=2))
+                session.update(
+                    capture=capture.summary(),
+                    raw={"file": session.raw_path.name, **raw.counts()},
+                    clock=mapping,
+                    wall_seconds=round(time.monotonic() - t_start, 3),
+                )
+    except BaseException as exc:
+        status, error = "failed", exc
+    finally:
+        recorder_ok = True
+        for p in processes["recorder"]:
+            p.join(opts.drain_timeout_s + 30 if capture is not None else 5)
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+            recorder_ok = p.exitcode == 0
+        for p in processes["workers"]:
+            if p.is_alive():
+                p.terminate()
+        for p in processes["workers"]:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+        job_sock.close(0)
+        rec_sock.close()
+        zctx.term()
+        if error is not None and status == "complete":
+            status = "failed"
+        final: dict[str, Any] = {"status": status}
+        if error is not None:
+            final["error"] = str(error)
+        if not recorder_ok:
+            final["recorder_error"] = "the recorder process died; the video ends where it stopped"
+        manifest = session.update(**final)
+    if error is not None and not isinstance(error, KeyboardInterrupt):
+        raise LiveError(f"{error}\nSession so far: {session.path}") from error
+    return LiveResult(session, manifest, processes)

@@ -1,0 +1,188 @@
+"""Where slow-motion frames go: one interface, several outputs (video file, PNG
+sequence, timestamps file), in the spirit of picamera2's Output.
+
+Every frame comes with its true capture time on the rig clock and its source
+("original" keyframe or "interpolated"), whatever the playback rate of the video.
+"""
+
+from __future__ import annotations
+
+import abc
+import csv
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+SOURCES = ("original", "interpolated")
+
+
+class OutputError(RuntimeError):
+    """An output could not be written (disk full, bad path, missing codec)."""
+
+
+class Output(abc.ABC):
+    frames_written: int = 0
+
+    @abc.abstractmethod
+    def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
+        """image: HxWx3 uint8 RGB."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Output:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VideoOutput(Output):
+    """H.264 MP4 (for sharing) or FFV1 MKV (lossless), through PyAV.
+
+    MP4 is written fragmented, so a file cut off by a crash still plays up to the cut.
+    """
+
+    def __init__(self, path: Path, fps: float = 30.0, codec: str | None = None) -> None:
+        import av  # PyAV is a core dependency; imported here to keep CLI start-up fast
+
+        self.path = Path(path)
+        suffix = self.path.suffix.lower()
+        self.codec = codec or {".mp4": "h264", ".mkv": "ffv1"}.get(suffix)
+        if self.codec is None:
+            raise OutputError(f"{self.path}: unknown video format {suffix!r}; use .mp4 or .mkv")
+        self.fps = fps
+        options = (
+            {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if suffix == ".mp4" else {}
+        )
+        try:
+            self._container = av.open(str(self.path), mode="w", options=options)
+        except OSError as exc:
+            raise OutputError(f"cannot create video {self.path}: {exc}") from None
+        self._stream = None
+        self._av = av
+        self.frames_written = 0
+
+    def _open_stream(self, width: int, height: int) -> None:
+        rate = Fraction(self.fps).limit_denominator(1000)
+        self._stream = self._container.add_stream(self.codec, rate=rate)
+        self._stream.width = width + (width % 2)
+        self._stream.height = height + (height % 2)
+        if self.codec == "h264":
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": "18", "preset": "veryfast"}
+        else:
+            self._stream.pix_fmt = "bgr0"
+
+    def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
+        if self._stream is None:
+            self._open_stream(image.shape[1], image.shape[0])
+        h, w = self._stream.height, self._stream.width
+        if image.shape[0] != h or image.shape[1] != w:
+            # x264 needs even sizes: pad by edge replication rather than scaling.
+            image = np.pad(
+                image, ((0, h - image.shape[0]), (0, w - image.shape[1]), (0, 0)), mode="edge"
+            )
+        frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
+        frame.pts = self.frames_written
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except OSError as exc:
+            raise OutputError(f"writing {self.path} failed: {exc}") from None
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._container is None:
+            return
+        try:
+            if self._stream is not None:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+
+class PngSequenceOutput(Output):
+    """DIR/%06d.png, numbered in time order."""
+
+    def __init__(self, folder: Path, start_index: int = 0) -> None:
+        import cv2
+
+        self._cv2 = cv2
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.frames_written = start_index
+
+    def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
+        path = self.folder / f"{self.frames_written:06d}.png"
+        if not self._cv2.imwrite(str(path), image[..., ::-1]):
+            raise OutputError(f"cannot write {path}: is the disk full or read-only?")
+        self.frames_written += 1
+
+    def close(self) -> None:
+        pass
+
+
+class TimestampsOutput(Output):
+    """timestamps.csv: index,timestamp_us,source — one row per output frame, flushed
+    as written so it always matches what reached the video."""
+
+    HEADER = ("index", "timestamp_us", "source")
+
+    def __init__(self, path: Path, append: bool = False) -> None:
+        self.path = Path(path)
+        exists = append and self.path.exists()
+        self.frames_written = len(read_timestamps(self.path)) if exists else 0
+        self._file = open(self.path, "a" if exists else "w", newline="")  # noqa: SIM115
+        self._writer = csv.writer(self._file)
+        if not exists:
+            self._writer.writerow(self.HEADER)
+            self._file.flush()
+
+    def write(self, image: np.ndarray | None, timestamp_us: int, source: str) -> None:
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+        self._writer.writerow((self.frames_written, int(timestamp_us), source))
+        self._file.flush()
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class FanOut(Output):
+    """Several outputs fed the same frames (e.g. video + timestamps)."""
+
+    def __init__(self, outputs: list[Output]) -> None:
+        self.outputs = outputs
+
+    @property
+    def frames_written(self) -> int:  # type: ignore[override]
+        return min((o.frames_written for o in self.outputs), default=0)
+
+    def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
+        for out in self.outputs:
+            out.write(image, timestamp_us, source)
+
+    def close(self) -> None:
+        errors = []
+        for out in self.outputs:
+            try:
+                out.close()
+            except Exception as exc:  # close every output even if one fails
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+def read_timestamps(path: Path) -> list[tuple[int, int, str]]:
+    """Rows of a timestamps.csv (index, timestamp_us, source)."""
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or tuple(rows[0]) != TimestampsOutput.HEADER:
+        raise ValueError(f"{path} is not a slomo-rig timestamps file")
+    return [(int(i), int(t), s) for i, t, s in rows[1:] if i]
