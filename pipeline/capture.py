@@ -31,6 +31,7 @@ from rig.types import EventBatch, EventSlice, Frame
 log = logging.getLogger(__name__)
 
 _END = object()
+DRAIN_S = 0.5  # after a stop, how long to keep reading what sources already buffered
 
 
 @dataclass
@@ -71,6 +72,17 @@ class _SourcePump:
                 except EOFError:
                     break
                 if item is not None:
+                    self.ring.put(item, timeout_s=30.0)
+            else:
+                # Stopped by the operator: keep what the driver already buffered.
+                drain_until = time.monotonic() + DRAIN_S
+                while time.monotonic() < drain_until:
+                    try:
+                        item = self.source.read(timeout_s=0)
+                    except EOFError:
+                        break
+                    if item is None:
+                        break
                     self.ring.put(item, timeout_s=30.0)
         except (SourceError, RingFull) as exc:
             self.error = exc
@@ -202,6 +214,28 @@ class CaptureNode:
             self.sync.add_triggers(trig)
             self._watermark = max(self._watermark, int(trig[-1]))
 
+    def _consume(self, i: int, item: object) -> None:
+        if i == 0:
+            self._handle_events(item)  # type: ignore[arg-type]
+        else:
+            self.counters.frames += 1
+            self.sync.add_frame(item)  # type: ignore[arg-type]
+
+    def _drain(
+        self, pumps: list[_SourcePump], ev_ring: RingBuffer, fr_ring: RingBuffer, ended: list[bool]
+    ) -> None:
+        """After a stop: everything the readers still deliver goes to the raw file."""
+        for i, ring in enumerate((ev_ring, fr_ring)):
+            while not ended[i]:
+                item = ring.get(timeout_s=DRAIN_S + 5)
+                if item is None or item is _END:
+                    ended[i] = True
+                else:
+                    self._consume(i, item)
+        for frame in self.sync.flush():
+            self.raw.write_frame(frame)
+            self._on_keyframe(frame)
+
     def run(
         self,
         stop: threading.Event,
@@ -224,11 +258,8 @@ class CaptureNode:
                         got = True
                         if item is _END:
                             ended[i] = True
-                        elif i == 0:
-                            self._handle_events(item)
                         else:
-                            self.counters.frames += 1
-                            self.sync.add_frame(item)
+                            self._consume(i, item)
                 for frame in self.sync.pop_matched():
                     self.raw.write_frame(frame)
                     self._on_keyframe(frame)
@@ -241,6 +272,8 @@ class CaptureNode:
                     last_progress = time.monotonic()
                 if not got:
                     time.sleep(0.002)
+            reader_stop.set()
+            self._drain(pumps, ev_ring, fr_ring, ended)
             for p in pumps:
                 if p.error is not None:
                     raise p.error

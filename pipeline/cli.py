@@ -108,9 +108,9 @@ def closing_summary(info: dict) -> str:
     lines = [
         "",
         f"Session: {info['path']}  ({info['status']})",
-        f"  raw recording   {info['files']['raw']['path']}",
-        f"  slow-motion     {info['files']['video']['path']}",
-        f"  timestamps      {info['files']['timestamps']['path']}",
+        f"  raw recording   {info['file_status']['raw']['path']}",
+        f"  slow-motion     {info['file_status']['video']['path']}",
+        f"  timestamps      {info['file_status']['timestamps']['path']}",
         f"  captured        {cap.get('events', 0):,} events, {cap.get('frames', 0)} frames, "
         f"{cap.get('triggers', 0)} triggers in {span:.2f} s of rig time",
         f"  output          {frames} frames ({out.get('original_frames', 0)} original + "
@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--name", default=None)
     p.set_defaults(func=cmd_worker)
+
+    from pipeline import bench
+
+    bench.register(sub)
     return parser
 
 
@@ -206,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:
+        if args.verbose:
+            raise
         print(f"slomo-rig {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

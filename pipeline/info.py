@@ -36,7 +36,13 @@ def describe(path: Path) -> dict[str, Any]:
             f"{out['intervals_skipped']} intervals have no interpolated frames; "
             "'slomo-rig replay' fills them in from the raw recording"
         )
-    return {"path": str(session.path), "status": status, "notes": notes, "files": files, **data}
+    return {
+        **data,
+        "path": str(session.path),
+        "status": status,
+        "notes": notes,
+        "file_status": files,
+    }
 
 
 def format_text(info: dict[str, Any]) -> str:
@@ -83,7 +89,7 @@ def format_text(info: dict[str, Any]) -> str:
             f"worker   {name}: {w.get('jobs', 0)} jobs, {w.get('bad_messages', 0)} bad messages, "
             f"{w.get('failed_jobs', 0)} failed"
         )
-    for key, f in info["files"].items():
+    for key, f in info["file_status"].items():
         mark = "" if f["exists"] else "  (missing)"
         lines.append(f"file     {key:10s} {f['path']}  {f['bytes']:,} bytes{mark}")
     lines += [f"note     {n}" for n in info["notes"]]

@@ -179,6 +179,7 @@ def run_live(
                     capture=capture.summary(),
                     raw={"file": session.raw_path.name, **raw.counts()},
                     clock=mapping,
+                    sync=sync.to_dict(),
                     wall_seconds=round(time.monotonic() - t_start, 3),
                 )
     except BaseException as exc:

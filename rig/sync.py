@@ -2,17 +2,28 @@
 
 With wiring, the frame camera's exposure-active output puts a trigger edge into the
 event stream at every exposure start, and frames are matched to edges by order.
+Real wires lose edges (a loose contact, a trigger detector that was busy) and pick up
+spurious ones (ringing, a second pulse), so matching by bare order would shift every
+later frame by one period. Instead `TriggerSync` predicts each frame's edge from a
+running device->rig line fitted to the pairs matched so far and takes the edge nearest
+the prediction within a tolerance; a frame whose edge is missing gets the predicted
+time, an edge that no frame claims is counted as spurious.
+
+Without a wire, `estimate_offset_software` finds the offset (and drift, from windows)
+by correlating the frame-to-frame intensity change with the event rate.
+
 `ClockMapping` is the fitted device->rig line; its residuals tell how good the sync is.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from rig.types import Frame
+from rig.types import EventBatch, Frame
 
 
 class SyncError(RuntimeError):
@@ -41,14 +52,27 @@ class ClockMapping:
             np.int64
         )
 
+    def to_rig_float(self, device_us) -> np.ndarray | float:
+        """Unrounded mapping, for predictions and residuals."""
+        return self.offset_us + self.scale * np.asarray(device_us, np.float64)
+
     @classmethod
     def fit(cls, device_us: np.ndarray, rig_us: np.ndarray, method: str) -> ClockMapping:
         device_us = np.asarray(device_us, np.float64)
         rig_us = np.asarray(rig_us, np.float64)
         if len(device_us) == 0:
             return cls(method="identity")
-        if len(device_us) == 1:
-            return cls(1.0, float(rig_us[0] - device_us[0]), 0.0, 0.0, 1, method)
+        if len(device_us) == 1 or np.ptp(device_us) == 0:
+            off = float(np.mean(rig_us - device_us))
+            resid = rig_us - device_us - off
+            return cls(
+                1.0,
+                off,
+                float(np.sqrt(np.mean(resid**2))),
+                float(np.max(np.abs(resid))),
+                len(device_us),
+                method,
+            )
         # Centre before fitting: µs timestamps are large and the slope is close to 1.
         d0, r0 = device_us[0], rig_us[0]
         a, b = np.polyfit(device_us - d0, rig_us - r0, 1)
@@ -75,24 +99,90 @@ class ClockMapping:
         return cls(**fields)
 
 
+@dataclass(frozen=True)
+class SyncReport:
+    """How the matching went; goes into session.json via `to_dict`."""
+
+    mapping: ClockMapping
+    matched: int = 0
+    missing_edges: int = 0
+    spurious_edges: int = 0
+    frames_pending: int = 0
+    triggers_pending: int = 0
+    period_us: float | None = None
+    tolerance_us: float | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return {
+            "method": self.mapping.method,
+            "mapping": self.mapping.to_dict(),
+            "drift_ppm": self.mapping.drift_ppm,
+            "jitter_rms_us": self.mapping.residual_rms_us,
+            "jitter_max_us": self.mapping.residual_max_us,
+            "matched": self.matched,
+            "missing_edges": self.missing_edges,
+            "spurious_edges": self.spurious_edges,
+            "frames_pending": self.frames_pending,
+            "triggers_pending": self.triggers_pending,
+            "period_us": self.period_us,
+            "tolerance_us": self.tolerance_us,
+            "notes": list(self.notes),
+        }
+
+
 class TriggerSync:
-    """Online matching of frames (device clock) to trigger edges (rig clock) by order.
+    """Online matching of frames (device clock) to trigger edges (rig clock).
 
     Frames and edges arrive in separate streams with different latencies; matched
-    pairs come out of `pop_matched` with the frame's timestamp replaced by its edge.
+    frames come out of `pop_matched`, in order, with the timestamp on the rig clock.
+
+    expected_period_us: the frame period, if known (else estimated from the frames'
+    device timestamps). tolerance_us: how far an edge may sit from its prediction
+    (default 30 % of the period). fit_window: pairs used for the running line, so slow
+    drift changes (temperature) are followed.
     """
 
-    def __init__(self, max_pending: int = 1000) -> None:
+    BOOTSTRAP_FRAMES = 8
+
+    def __init__(
+        self,
+        max_pending: int = 1000,
+        expected_period_us: float | None = None,
+        tolerance_us: float | None = None,
+        fit_window: int = 400,
+    ) -> None:
+        if expected_period_us is not None and expected_period_us <= 0:
+            raise ValueError(f"expected_period_us must be > 0, got {expected_period_us}")
+        if tolerance_us is not None and tolerance_us <= 0:
+            raise ValueError(f"tolerance_us must be > 0, got {tolerance_us}")
         self._triggers: deque[int] = deque()
         self._frames: deque[Frame] = deque()
         self._max_pending = max_pending
+        self._period = expected_period_us
+        self._tol_given = tolerance_us
+        self._window: deque[tuple[int, int]] = deque(maxlen=max(8, fit_window))
+        self._running: ClockMapping | None = None
+        self._since_fit = 0
+        self._last_trigger = -(2**62)
         self._pairs_device: list[int] = []
         self._pairs_rig: list[int] = []
         self.matched = 0
+        self.missing_edges = 0
+        self.spurious_edges = 0
+        self._notes: list[str] = []
 
+    # -- input ---------------------------------------------------------------------
     def add_triggers(self, t: np.ndarray) -> None:
-        self._triggers.extend(int(v) for v in t)
-        if len(self._triggers) > self._max_pending:
+        for v in np.asarray(t, np.int64).tolist():
+            if v < self._last_trigger:
+                self._note(f"trigger edges went back in time ({v} after {self._last_trigger})")
+                continue
+            self._last_trigger = v
+            self._triggers.append(v)
+        # With a lock, edges are consumed as soon as their frame arrives; without one,
+        # a backlog means frames are not coming at all.
+        if self._running is None and len(self._triggers) > self._max_pending:
             raise SyncError(
                 f"{len(self._triggers)} trigger edges arrived without frames: is the frame "
                 "camera's exposure-active output wired to the event camera's trigger input, "
@@ -100,6 +190,12 @@ class TriggerSync:
             )
 
     def add_frame(self, frame: Frame) -> None:
+        if self._frames and frame.timestamp_us <= self._frames[-1].timestamp_us:
+            raise SyncError(
+                f"frame {frame.index} has device time {frame.timestamp_us} µs, not after the "
+                f"previous frame ({self._frames[-1].timestamp_us} µs): the frame camera's "
+                "timestamps are not usable (chunk timestamps off, or host time stepped?)"
+            )
         self._frames.append(frame)
         if len(self._frames) > self._max_pending:
             raise SyncError(
@@ -108,16 +204,405 @@ class TriggerSync:
                 "with software sync."
             )
 
+    # -- matching ------------------------------------------------------------------
+    @property
+    def period_us(self) -> float | None:
+        return self._period
+
+    @property
+    def tolerance_us(self) -> float | None:
+        if self._tol_given is not None:
+            return self._tol_given
+        return None if self._period is None else 0.3 * self._period
+
+    def _note(self, msg: str) -> None:
+        if msg not in self._notes and len(self._notes) < 20:
+            self._notes.append(msg)
+
+    def _estimate_period(self) -> None:
+        if self._period is None and len(self._frames) >= 3:
+            d = np.diff([f.timestamp_us for f in self._frames])
+            # The smallest common gap is the period; dropped frames only make gaps longer.
+            self._period = float(np.median(d[d <= np.percentile(d, 50) * 1.5]))
+
+    def _bootstrap(self) -> bool:
+        """Find the first frame<->edge pairing by voting: try pairing each of the first
+        frames with each of the first edges and keep the offset most frames agree on."""
+        self._estimate_period()
+        k = min(self.BOOTSTRAP_FRAMES, len(self._frames))
+        if self._period is None or k < 3:
+            return False
+        tol = self.tolerance_us
+        dev = np.array([f.timestamp_us for f in list(self._frames)[:k]], np.float64)
+        trig = np.array(self._triggers, np.float64)
+        if len(trig) == 0 or trig[-1] < trig[0] + (dev[-1] - dev[0]):
+            return False  # the edges for these frames have not all arrived yet
+        best = None
+        for i in range(min(4, k)):
+            for j in range(min(6, len(trig))):
+                off = trig[j] - dev[i]
+                pred = dev + off
+                idx = np.clip(np.searchsorted(trig, pred), 1, len(trig) - 1)
+                near = np.minimum(np.abs(trig[idx] - pred), np.abs(trig[idx - 1] - pred))
+                votes = int(np.sum(near <= tol))
+                if best is None or votes > best[0]:
+                    best = (votes, off)
+        if best is None or best[0] < max(3, (k + 1) // 2):
+            return False
+        self._running = ClockMapping(1.0, best[1], n=0, method="bootstrap")
+        return True
+
+    def _refit(self) -> None:
+        if len(self._window) < 2:
+            return
+        d, r = zip(*self._window, strict=True)
+        m = ClockMapping.fit(np.array(d), np.array(r), "running")
+        if len(self._window) < 20:
+            # Few pairs: keep the slope at 1 until they span enough time to trust it.
+            off = float(np.mean(np.array(r, np.float64) - np.array(d, np.float64)))
+            m = ClockMapping(1.0, off, n=len(self._window), method="running")
+        self._running = m
+
     def pop_matched(self) -> list[Frame]:
-        out = []
-        while self._frames and self._triggers:
-            f = self._frames.popleft()
-            t = self._triggers.popleft()
-            self._pairs_device.append(f.timestamp_us)
-            self._pairs_rig.append(t)
-            self.matched += 1
-            out.append(Frame(f.image, f.index, t, f.exposure_us))
+        out: list[Frame] = []
+        if self._running is None and not self._bootstrap():
+            self._check_bootstrap_stuck()
+            return out
+        tol = self.tolerance_us
+        assert tol is not None and self._running is not None
+        while self._frames:
+            f = self._frames[0]
+            pred = float(self._running.to_rig_float(f.timestamp_us))
+            if self._last_trigger < pred + tol:
+                # An edge close to the prediction settles it now; otherwise a nearer
+                # edge, or the evidence that the edge is missing, could still arrive.
+                if not any(abs(t - pred) <= tol / 3 for t in self._triggers):
+                    break
+            while self._triggers and self._triggers[0] < pred - tol:
+                self._triggers.popleft()
+                self.spurious_edges += 1
+            best_i, best_d = -1, tol
+            for i, t in enumerate(self._triggers):  # nearest edge within the tolerance
+                if t > pred + tol:
+                    break
+                if abs(t - pred) <= best_d:
+                    best_i, best_d = i, abs(t - pred)
+            self._frames.popleft()
+            if best_i < 0:
+                self.missing_edges += 1
+                rig_t = int(round(pred))
+            else:
+                for _ in range(best_i):  # edges skipped over for a nearer one
+                    self._triggers.popleft()
+                    self.spurious_edges += 1
+                rig_t = self._triggers.popleft()
+                self._window.append((f.timestamp_us, rig_t))
+                self._pairs_device.append(f.timestamp_us)
+                self._pairs_rig.append(rig_t)
+                self.matched += 1
+                self._since_fit += 1
+                if len(self._window) < 50 or self._since_fit >= 10:
+                    self._refit()
+                    self._since_fit = 0
+                    if self.matched % 200 == 0:
+                        self.check()
+            out.append(Frame(f.image, f.index, rig_t, f.exposure_us))
         return out
 
+    def check(self) -> None:
+        """Raise SyncError when the matching so far is not believable: most frames
+        without an edge, or edges scattered over the tolerance window instead of
+        sitting on the predicted line (random edges, a wrong signal on the wire)."""
+        total = self.matched + self.missing_edges
+        if total < 20:
+            return
+        if self.missing_edges > 0.5 * total:
+            raise SyncError(
+                f"{self.missing_edges} of {total} frames found no trigger edge: the edges do "
+                "not follow the frames (wrong signal on the trigger input, or a different "
+                "frame rate?)"
+            )
+        m = self.mapping()
+        tol = self.tolerance_us or 0.0
+        if m.residual_rms_us > tol / 4:
+            raise SyncError(
+                f"trigger edges scatter by {m.residual_rms_us:.0f} µs rms around the fitted "
+                f"clock line (tolerance {tol:.0f} µs): they are not the frame camera's "
+                "exposure edges; check the wiring or use software sync"
+            )
+
+    def flush(self) -> list[Frame]:
+        """End of recording: no more edges will come, so settle the frames still
+        waiting (a frame without an edge gets the predicted time)."""
+        self._last_trigger = 2**62
+        return self.pop_matched()
+
+    def _check_bootstrap_stuck(self) -> None:
+        if len(self._frames) >= 4 * self.BOOTSTRAP_FRAMES and len(self._triggers) >= 4 * (
+            self.BOOTSTRAP_FRAMES
+        ):
+            raise SyncError(
+                f"cannot match {len(self._frames)} frames to {len(self._triggers)} trigger "
+                f"edges: their spacing disagrees (frame period {self._period} µs). Is the "
+                "trigger wired to this camera's exposure output, and are the edges the "
+                "rising ones?"
+            )
+
+    # -- results -------------------------------------------------------------------
     def mapping(self) -> ClockMapping:
         return ClockMapping.fit(np.array(self._pairs_device), np.array(self._pairs_rig), "triggers")
+
+    def report(self) -> SyncReport:
+        return SyncReport(
+            mapping=self.mapping(),
+            matched=self.matched,
+            missing_edges=self.missing_edges,
+            spurious_edges=self.spurious_edges,
+            frames_pending=len(self._frames),
+            triggers_pending=len(self._triggers),
+            period_us=self._period,
+            tolerance_us=self.tolerance_us,
+            notes=tuple(self._notes),
+        )
+
+    def to_dict(self) -> dict:
+        return self.report().to_dict()
+
+
+def match_triggers(
+    frames: Sequence[Frame],
+    triggers_us: np.ndarray,
+    expected_period_us: float | None = None,
+) -> tuple[list[Frame], SyncReport]:
+    """Offline matching of a whole recording: frames on the rig clock plus the report.
+    Frames after the last edge get mapped times only when edges follow them."""
+    sync = TriggerSync(
+        max_pending=len(frames) + len(triggers_us) + 1, expected_period_us=expected_period_us
+    )
+    sync.add_triggers(np.asarray(triggers_us, np.int64))
+    for f in frames:
+        sync.add_frame(f)
+    out = sync.pop_matched() + sync.flush()
+    if not out and len(frames) >= 3:
+        raise SyncError(
+            f"none of {len(frames)} frames could be matched to {len(triggers_us)} trigger "
+            "edges: check the wiring, or use software sync"
+        )
+    sync.check()
+    return out, sync.report()
+
+
+# -- software sync (no wire) ---------------------------------------------------------
+def _frame_change(frames: Sequence[Frame]) -> np.ndarray:
+    """Mean absolute grey-level change between consecutive frames."""
+    prev = None
+    out = []
+    for f in frames:
+        g = f.image.astype(np.float32)
+        g = g.mean(axis=2) if g.ndim == 3 else g
+        if prev is not None:
+            out.append(float(np.mean(np.abs(g - prev))))
+        prev = g
+    return np.array(out, np.float64)
+
+
+def _correlate(
+    t_events: np.ndarray,
+    mids: np.ndarray,
+    change: np.ndarray,
+    offsets: np.ndarray,
+    min_overlap: float,
+) -> np.ndarray:
+    """Normalised correlation of `change` with the event count between consecutive
+    mid-exposures, for every candidate offset; -inf where overlap is too small."""
+    q = mids[None, :] + offsets[:, None]  # (O, K+1)
+    cum = np.searchsorted(t_events, q.ravel()).reshape(q.shape).astype(np.float64)
+    counts = np.diff(cum, axis=1)  # (O, K)
+    lo, hi = t_events[0], t_events[-1]
+    inside = (q[:, :-1] >= lo) & (q[:, 1:] <= hi)
+    n_in = inside.sum(axis=1)
+    score = np.full(len(offsets), -np.inf)
+    ok = n_in >= max(5, int(min_overlap * len(change)))
+    for o in np.nonzero(ok)[0]:
+        m = inside[o]
+        a, b = change[m], counts[o, m]
+        sa, sb = a.std(), b.std()
+        if sa > 0 and sb > 0:
+            score[o] = float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+    return score
+
+
+def _best_offset(
+    t_events: np.ndarray,
+    mids: np.ndarray,
+    change: np.ndarray,
+    lo: float,
+    hi: float,
+    period: float,
+    min_overlap: float,
+) -> tuple[float, float]:
+    coarse_step = max(50.0, period / 8)
+    offsets = np.arange(lo, hi + coarse_step, coarse_step)
+    score = _correlate(t_events, mids, change, offsets, min_overlap)
+    if not np.isfinite(score).any():
+        raise SyncError(
+            "software sync: the frames and events do not overlap in time for any offset "
+            f"in [{lo:.0f}, {hi:.0f}] µs: record both cameras at the same time"
+        )
+    o0 = offsets[int(np.argmax(score))]
+    fine = np.arange(o0 - 2 * coarse_step, o0 + 2 * coarse_step + 1, 20.0)
+    s = _correlate(t_events, mids, change, fine, min_overlap)
+    i = int(np.argmax(s))
+    best = float(fine[i])
+    if 0 < i < len(s) - 1 and np.isfinite(s[i - 1 : i + 2]).all():
+        den = s[i - 1] - 2 * s[i] + s[i + 1]
+        if den < 0:
+            best += 20.0 * 0.5 * (s[i - 1] - s[i + 1]) / den
+    return best, float(s[i])
+
+
+def _cell_change(frames: Sequence[Frame], grid: int) -> np.ndarray:
+    """Frame-to-frame change per grid cell: (cells, K-1)."""
+    prev = None
+    out = []
+    for f in frames:
+        g = f.image.astype(np.float32)
+        g = g.mean(axis=2) if g.ndim == 3 else g
+        h, w = g.shape
+        g = g[: h - h % grid, : w - w % grid]
+        if prev is not None:
+            d = np.abs(g - prev).reshape(grid, g.shape[0] // grid, grid, g.shape[1] // grid)
+            out.append(d.mean(axis=(1, 3)).ravel())
+        prev = g
+    return np.array(out, np.float64).T
+
+
+def _refine_grid(
+    events: EventBatch,
+    resolution: tuple[int, int],
+    frames: Sequence[Frame],
+    mids: np.ndarray,
+    centre: float,
+    half_range: float,
+    grid: int,
+) -> tuple[float, float]:
+    """Sharpen the offset with per-cell signals: an object entering one cell is a far
+    crisper feature than the slowly varying global motion energy. Assumes both cameras
+    see roughly the same field of view (beam splitter or side by side, far scene)."""
+    w, h = resolution
+    cx = np.clip((events.x.astype(np.float64) * grid / w).astype(np.int64), 0, grid - 1)
+    cy = np.clip((events.y.astype(np.float64) * grid / h).astype(np.int64), 0, grid - 1)
+    cell = cy * grid + cx
+    change = _cell_change(frames, grid)  # (C, K)
+    t = np.asarray(events.t, np.int64)
+    per_cell = [t[cell == c] for c in range(grid * grid)]
+    offsets = np.arange(centre - half_range, centre + half_range + 1, 50.0)
+    score = np.full(len(offsets), -np.inf)
+    lo, hi = t[0], t[-1]
+    for k, o in enumerate(offsets):
+        q = mids + o
+        m = (q[:-1] >= lo) & (q[1:] <= hi)
+        if m.sum() < 5:
+            continue
+        a_all, b_all = [], []
+        for c in range(grid * grid):
+            cnt = np.diff(np.searchsorted(per_cell[c], q)).astype(np.float64)[m]
+            a = change[c][m]
+            a_all.append(a - a.mean())
+            b_all.append(cnt - cnt.mean())
+        a = np.concatenate(a_all)
+        b = np.concatenate(b_all)
+        den = np.sqrt(np.sum(a * a) * np.sum(b * b))
+        if den > 0:
+            score[k] = float(np.sum(a * b) / den)
+    i = int(np.argmax(score))
+    if not np.isfinite(score[i]):
+        return centre, -1.0
+    best = float(offsets[i])
+    if 0 < i < len(score) - 1 and np.isfinite(score[i - 1 : i + 2]).all():
+        den = score[i - 1] - 2 * score[i] + score[i + 1]
+        if den < 0:
+            best += 50.0 * 0.5 * (score[i - 1] - score[i + 1]) / den
+    return best, float(score[i])
+
+
+def estimate_offset_software(
+    frames: Sequence[Frame],
+    events: EventBatch,
+    event_resolution: tuple[int, int] | None = None,
+    search_us: tuple[float, float] | None = None,
+    window_s: float | None = None,
+    grid: int = 4,
+    min_correlation: float = 0.3,
+) -> ClockMapping:
+    """Device->rig mapping without a wire, from image motion versus event rate.
+
+    Motion makes both the frames change and the events fire, so the count of events
+    between two mid-exposures (shifted by the offset) follows the frame difference.
+    A global search finds the offset to a fraction of a frame period; per-cell signals
+    on a grid x grid split of both images (grid=1 turns this off) then sharpen it.
+    event_resolution: (width, height) of the event sensor (default: from the events).
+    search_us bounds the offset (rig - device); by default every offset where at least
+    half the frames overlap the events. window_s splits long recordings into windows
+    whose offsets are fitted with a line, giving the drift too.
+    Raises SyncError when the scene is static or the correlation is too weak.
+    """
+    if len(frames) < 8:
+        raise SyncError(f"software sync needs at least 8 frames, got {len(frames)}")
+    if len(events) < 100:
+        raise SyncError(f"software sync needs events, got {len(events)}")
+    if grid < 1:
+        raise ValueError(f"grid must be >= 1, got {grid}")
+    t_ev = np.asarray(events.t, np.int64)
+    if event_resolution is None:
+        event_resolution = (int(events.x.max()) + 1, int(events.y.max()) + 1)
+    dev_mid = np.array([f.mid_exposure_us for f in frames], np.float64)
+    if np.any(np.diff(dev_mid) <= 0):
+        raise SyncError("software sync: frame timestamps are not increasing")
+    change = _frame_change(frames)
+    if change.std() == 0:
+        raise SyncError(
+            "software sync: the frames never change (static scene?): move something in "
+            "view of both cameras, or wire the trigger"
+        )
+    period = float(np.median(np.diff(dev_mid)))
+    if search_us is None:
+        lo = t_ev[0] - dev_mid[len(dev_mid) // 2]
+        hi = t_ev[-1] - dev_mid[len(dev_mid) // 2]
+    else:
+        lo, hi = search_us
+    off, score = _best_offset(t_ev, dev_mid, change, lo, hi, period, 0.5)
+    if score < min_correlation:
+        raise SyncError(
+            f"software sync: frame change and event rate correlate only {score:.2f} "
+            f"(need {min_correlation}): record more motion, or wire the trigger"
+        )
+
+    def refine(sel: np.ndarray, centre: float) -> tuple[float, float]:
+        if grid == 1:
+            return centre, 1.0
+        return _refine_grid(
+            events, event_resolution, [frames[i] for i in sel], dev_mid[sel], centre, period, grid
+        )
+
+    everything = np.arange(len(frames))
+    if window_s is None or (dev_mid[-1] - dev_mid[0]) < 2.5 * window_s * 1e6:
+        o, s = refine(everything, off)
+        o = o if s >= min_correlation else off
+        return ClockMapping(1.0, o, 0.0, 0.0, len(frames), "software")
+    # Piecewise windows around the global answer, then a line through them.
+    win = window_s * 1e6
+    centres, offs = [], []
+    start = dev_mid[0]
+    while start + win <= dev_mid[-1] + 1:
+        sel = np.nonzero((dev_mid >= start) & (dev_mid < start + win))[0]
+        if len(sel) >= 8:
+            o, s = refine(sel, off)
+            if s >= min_correlation:
+                centres.append(float(np.mean(dev_mid[sel])))
+                offs.append(o)
+        start += win
+    if len(centres) < 2:
+        return ClockMapping(1.0, off, 0.0, 0.0, len(frames), "software")
+    c = np.array(centres)
+    return ClockMapping.fit(c, c + np.array(offs), "software-windows")

@@ -1,0 +1,132 @@
+"""Model throughput: ms per inserted frame and frames/s for eager torch and ONNX.
+
+Random weights (speed does not depend on values), one inserted frame per run so the
+figures compare directly with the facts file. Eager torch is measured fairly: under
+torch.inference_mode with torch's default threads. GPU rows appear only when an
+onnxruntime GPU provider really works (see models.engine.OnnxTimeLens).
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+
+from models.engine import GPU_PROVIDERS, OnnxTimeLens
+from models.export import export_onnx, sample_inputs
+from models.timelens import TimeLens
+
+
+def _time_interleaved(
+    runs: Sequence[tuple[tuple[str, str, str], Callable[[], object]]], repeats: int
+) -> list[tuple[tuple[str, str, str], float]]:
+    """Median seconds per run, after one warm-up each (first runs pay allocation).
+
+    Backends alternate within each repeat so background load on a shared machine hits
+    them alike and their ratio stays meaningful.
+    """
+    for _, fn in runs:
+        fn()
+    samples: list[list[float]] = [[] for _ in runs]
+    for _ in range(max(1, repeats)):
+        for i, (_, fn) in enumerate(runs):
+            start = time.perf_counter()
+            fn()
+            samples[i].append(time.perf_counter() - start)
+    return [(key, statistics.median(s)) for (key, _), s in zip(runs, samples, strict=True)]
+
+
+def _row(
+    size: tuple[int, int],
+    width: float,
+    backend: str,
+    provider: str,
+    precision: str,
+    seconds: float,
+    batch: int,
+) -> dict:
+    ms = seconds * 1000.0 / batch
+    return {
+        "height": size[0],
+        "width_px": size[1],
+        "model_width": width,
+        "backend": backend,
+        "provider": provider,
+        "precision": precision,
+        "batch": batch,
+        "ms_per_frame": ms,
+        "fps": 1000.0 / ms,
+    }
+
+
+def bench_model(
+    sizes: Sequence[tuple[int, int]] = ((256, 256), (640, 480)),
+    widths: Sequence[float] = (1.0, 0.25),
+    backends: Sequence[str] = ("torch", "onnx"),
+    repeats: int = 3,
+    batch: int = 1,
+    workdir: str | Path | None = None,
+) -> list[dict]:
+    """Time every (size, width, backend) and return one dict per measurement.
+
+    sizes are (height, width) in pixels. For "onnx" the fp32 graph runs on the best
+    working provider; when that is a GPU provider an fp16 graph is timed as well and
+    CPU rows are not repeated. Keys: height, width_px, model_width, backend, provider,
+    precision, batch, ms_per_frame, fps.
+    """
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        for width in widths:
+            torch.manual_seed(0)
+            model = TimeLens(width=width).eval()
+            engines: list[OnnxTimeLens] = []
+            if "onnx" in backends:
+                engines.append(OnnxTimeLens(export_onnx(model, Path(tmp) / f"w{width}.onnx")))
+                if engines[0].provider in GPU_PROVIDERS:
+                    fp16 = export_onnx(model, Path(tmp) / f"w{width}_fp16.onnx", fp16=True)
+                    engines.append(OnnxTimeLens(fp16))
+            for size in sizes:
+                args = sample_inputs(batch, size[0], size[1])
+                feeds = [a.numpy() for a in args]
+                runs: list[tuple[tuple[str, str, str], Callable[[], object]]] = []
+                if "torch" in backends:
+
+                    def eager(
+                        args: tuple[torch.Tensor, ...] = args, model: TimeLens = model
+                    ) -> None:
+                        with torch.inference_mode():
+                            model(*args)
+
+                    runs.append((("torch", "cpu", "fp32"), eager))
+                for engine in engines:
+                    key = ("onnx", engine.provider, engine.precision)
+                    runs.append((key, lambda e=engine, f=feeds: e.run(*f)))
+                for key, secs in _time_interleaved(runs, repeats):
+                    rows.append(_row(size, width, *key, secs, batch))
+            del engines
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Markdown table of bench_model rows, plus the ONNX/eager speed ratio per size and width."""
+    lines = [
+        "| size (HxW) | model width | backend | provider | precision | ms / frame | frames/s | vs eager |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    eager = {
+        (r["height"], r["width_px"], r["model_width"]): r["fps"]
+        for r in rows
+        if r["backend"] == "torch"
+    }
+    for r in rows:
+        base = eager.get((r["height"], r["width_px"], r["model_width"]))
+        ratio = f"{r['fps'] / base:.2f}x" if base else "-"
+        lines.append(
+            f"| {r['height']}x{r['width_px']} | {r['model_width']:g} | {r['backend']} | "
+            f"{r['provider']} | {r['precision']} | {r['ms_per_frame']:.1f} | {r['fps']:.2f} | {ratio} |"
+        )
+    return "\n".join(lines)
