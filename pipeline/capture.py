@@ -25,7 +25,7 @@ from pipeline.messages import job_message
 from pipeline.rawfile import RawRecorder
 from pipeline.ring import RingBuffer, RingClosed, RingFull
 from rig.base import EventSource, FrameSource, SourceError
-from rig.sync import TriggerSync
+from rig.sync import HostClockSync, TriggerSync
 from rig.types import EventBatch, EventSlice, Frame
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class CaptureNode:
         job_socket: zmq.Socket,
         recorder_socket: zmq.Socket,
         factor: int,
-        sync: TriggerSync | None = None,
+        sync: TriggerSync | HostClockSync | None = None,
         max_live_events: int = 50_000_000,
     ) -> None:
         if factor < 2:
@@ -178,6 +178,13 @@ class CaptureNode:
                     "status": "skipped",
                     "reason": "keyframe times not increasing",
                 }
+            elif self._watermark < t1:
+                status = {
+                    "index": k,
+                    "status": "skipped",
+                    "reason": f"no events after {self._watermark} us (event stream ended)",
+                }
+                self.counters.intervals_skipped += 1
             else:
                 job = IntervalJob(
                     k,
@@ -207,6 +214,7 @@ class CaptureNode:
             c.first_event_us = int(ev.t[0]) if c.first_event_us is None else c.first_event_us
             c.last_event_us = int(ev.t[-1])
             self._watermark = max(self._watermark, int(ev.t[-1]))
+            self.sync.observe_events(int(ev.t[-1]))
             self._add_live_events(self.mapper(ev))
         if len(trig):
             self.raw.write_triggers(trig)
@@ -251,7 +259,11 @@ class CaptureNode:
         ended = [False, False]
         last_progress = 0.0
         try:
-            while not all(ended) and not stop.is_set():
+            # Either camera ending or failing ends the recording: one stream alone
+            # cannot be interpolated, and what both gave so far is kept.
+            while not any(ended) and not stop.is_set():
+                if any(p.error is not None for p in pumps):
+                    break  # drain what arrived, then report the error
                 got = False
                 for i, ring in enumerate((ev_ring, fr_ring)):
                     while not ended[i] and (item := ring.get(timeout_s=0)) is not None:
@@ -274,10 +286,10 @@ class CaptureNode:
                     time.sleep(0.002)
             reader_stop.set()
             self._drain(pumps, ev_ring, fr_ring, ended)
+            self._dispatch_ready(final=True)
             for p in pumps:
                 if p.error is not None:
                     raise p.error
-            self._dispatch_ready(final=True)
         except BaseException as exc:
             self.error = exc
             raise

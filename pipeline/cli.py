@@ -79,7 +79,9 @@ def _sim_rig(args: argparse.Namespace):
     return events, frames, mapper, info
 
 
-def _run_live(args: argparse.Namespace, events, frames, mapper, rig_info) -> int:
+def _run_live(
+    args: argparse.Namespace, events, frames, mapper, rig_info, wiring="trigger", calibration=None
+) -> int:
     from pipeline.info import describe
     from pipeline.live import LiveOptions, run_live
 
@@ -92,6 +94,8 @@ def _run_live(args: argparse.Namespace, events, frames, mapper, rig_info) -> int
         seconds=args.seconds,
         job_timeout_s=args.job_timeout,
         progress=not args.quiet,
+        wiring=wiring,
+        calibration=calibration,
     )
     result = run_live(events, frames, mapper, rig_info, opts)
     print(closing_summary(describe(result.session.path)))
@@ -128,16 +132,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return _run_live(args, events, frames, mapper, info)
 
 
+def _load_calibration(path: Path):
+    from calibration import load_calibration
+
+    return load_calibration(path)
+
+
+def _checked_map(calibration, events, frames):
+    """The calibration's event->RGB map, after checking it was made for these cameras."""
+    if tuple(calibration.events.size) != tuple(events.resolution) or tuple(
+        calibration.rgb.size
+    ) != tuple(frames.resolution):
+        raise CliError(
+            f"calibration {calibration.path} is for an event camera of "
+            f"{calibration.events.size} and an RGB camera of {calibration.rgb.size}, but the rig "
+            f"has {tuple(events.resolution)} and {tuple(frames.resolution)}: recalibrate with "
+            "'slomo-rig calibrate' for this rig"
+        )
+    return calibration.event_to_frame_map()
+
+
 def cmd_record(args: argparse.Namespace) -> int:
     if args.config:
+        from dataclasses import asdict
+
+        from calibration.mapping import EventToFrameMap
         from rig.config import RigConfig, open_sources
 
         cfg = RigConfig.load(args.config)
         events, frames = open_sources(cfg)
-        from calibration.mapping import EventToFrameMap
+        calibration = _load_calibration(args.calibration) if args.calibration else None
 
-        mapper = EventToFrameMap.identity(events.resolution)
-        return _run_live(args, events, frames, mapper, {"config": str(args.config)})
+        def mapper(ev, fr):
+            if calibration is not None:
+                return _checked_map(calibration, ev, fr)
+            if tuple(ev.resolution) != tuple(fr.resolution):
+                raise CliError(
+                    f"the event camera ({ev.resolution[0]}x{ev.resolution[1]}) and the frame "
+                    f"camera ({fr.resolution[0]}x{fr.resolution[1]}) differ: events must be "
+                    "mapped into the RGB image; run 'slomo-rig calibrate' and pass --calibration"
+                )
+            return EventToFrameMap.identity(tuple(ev.resolution))
+
+        info = {"config_file": str(args.config), "config": asdict(cfg)}
+        if calibration is not None:
+            info["calibration"] = str(args.calibration)
+        return _run_live(
+            args, events, frames, mapper, info, wiring=cfg.wiring, calibration=args.calibration
+        )
     if args.rig != "sim":
         raise CliError("record needs --rig sim or --config rig.toml")
     events, frames, mapper, info = _sim_rig(args)
@@ -176,6 +218,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sim_args(p)
     p.add_argument("--rig", choices=["sim"], default=None, help="the simulated rig")
     p.add_argument("--config", type=Path, help="rig configuration file (TOML)")
+    p.add_argument(
+        "--calibration", type=Path, help="calibration from 'slomo-rig calibrate' (JSON or YAML)"
+    )
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("info", help="what a session holds")
@@ -192,9 +237,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None)
     p.set_defaults(func=cmd_worker)
 
-    from pipeline import bench
+    from calibration import commands as calibration_commands
+    from pipeline import bench, replay_commands
+    from rig import commands as rig_commands
 
+    replay_commands.register(sub)
     bench.register(sub)
+    rig_commands.register(sub)
+    calibration_commands.register(sub)
     return parser
 
 

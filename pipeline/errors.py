@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from calibration.errors import CalibrationError
 from models.registry import ModelError
 from pipeline.live import LiveError
 from pipeline.outputs import OutputError
 from pipeline.rawfile import RawWriteError
 from pipeline.session import SessionError
 from rig.base import SourceError
+from rig.config import ConfigError
 from rig.sync import SyncError
 
 
@@ -26,6 +28,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     SourceError,
     SyncError,
     ModelError,
+    CalibrationError,
+    ConfigError,
     FileNotFoundError,
     ValueError,
 )

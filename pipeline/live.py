@@ -9,6 +9,7 @@ A crashed worker or recorder never reaches into the capture process.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing as mp
 import signal
 import sys
@@ -26,10 +27,12 @@ from models.registry import DEFAULT_MODEL
 from pipeline.capture import CaptureCounters, CaptureNode
 from pipeline.rawfile import RawRecorder
 from pipeline.recorder import run_recorder
-from pipeline.session import CLOCK_FILE, Session
+from pipeline.session import CALIBRATION_FILE, CLOCK_FILE, Session
 from pipeline.worker import run_worker
 from rig.base import EventSource, FrameSource
-from rig.sync import TriggerSync
+from rig.sync import HostClockSync, TriggerSync
+
+log = logging.getLogger(__name__)
 
 
 class LiveError(RuntimeError):
@@ -49,6 +52,8 @@ class LiveOptions:
     worker_start_timeout_s: float = 180.0
     progress: bool = True
     session_name: str | None = None
+    wiring: str = "trigger"  # "trigger": edges in the event stream; "software": host clock
+    calibration: Path | None = None  # copied into the session, so replay uses the same
 
 
 @dataclass
@@ -56,6 +61,17 @@ class LiveResult:
     session: Session
     manifest: dict[str, Any]
     processes: dict[str, list[mp.Process]] = field(default_factory=dict)
+
+
+def _copy_calibration(src: Path, session: Session) -> None:
+    """The session keeps the calibration it was recorded with (and its lookup table)."""
+    import shutil
+
+    shutil.copyfile(src, session.path / CALIBRATION_FILE)
+    for sibling in (src.with_suffix(".lut.npz"), src.with_suffix(".yaml")):
+        if sibling.exists():
+            shutil.copyfile(sibling, session.path / ("calibration" + "".join(sibling.suffixes)))
+    session.update(calibration={"file": CALIBRATION_FILE, "source": str(src)})
 
 
 def _worker_entry(job_ep: str, rec_ep: str, model: str, name: str, ready: Any) -> None:
@@ -78,7 +94,7 @@ def _progress_line(c: CaptureCounters, t_start: float) -> None:
 def run_live(
     event_source: EventSource,
     frame_source: FrameSource,
-    mapper: EventToFrameMap,
+    mapper: EventToFrameMap | Callable[[EventSource, FrameSource], EventToFrameMap],
     rig_info: dict[str, Any],
     opts: LiveOptions,
     on_started: Callable[[dict[str, list[mp.Process]]], None] | None = None,
@@ -86,6 +102,8 @@ def run_live(
 ) -> LiveResult:
     session = Session.create(opts.out, rig_info, name=opts.session_name)
     session.update(live={"factor": opts.factor, "model": opts.model, "workers": opts.workers})
+    if opts.calibration is not None:
+        _copy_calibration(Path(opts.calibration), session)
     ctx = mp.get_context("spawn")
     stop = stop or threading.Event()
     processes: dict[str, list[mp.Process]] = {"recorder": [], "workers": []}
@@ -147,8 +165,11 @@ def run_live(
             on_started(processes)
 
         with event_source, frame_source:
+            # Some sources learn their resolution only once connected (DV streams).
+            if not isinstance(mapper, EventToFrameMap):
+                mapper = mapper(event_source, frame_source)
             raw = RawRecorder(session.raw_path, event_source.resolution, frame_source.resolution)
-            sync = TriggerSync()
+            sync = TriggerSync() if opts.wiring == "trigger" else HostClockSync()
             capture = CaptureNode(
                 event_source, frame_source, mapper, raw, job_sock, rec_sock, opts.factor, sync
             )
@@ -184,6 +205,8 @@ def run_live(
                 )
     except BaseException as exc:
         status, error = "failed", exc
+        if not isinstance(exc, KeyboardInterrupt):
+            log.debug("live pipeline failed", exc_info=True)
     finally:
         recorder_ok = True
         for p in processes["recorder"]:

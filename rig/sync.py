@@ -189,6 +189,9 @@ class TriggerSync:
                 "and is the frame camera running?"
             )
 
+    def observe_events(self, t_last_us: int) -> None:
+        """Trigger sync needs nothing from the events themselves."""
+
     def add_frame(self, frame: Frame) -> None:
         if self._frames and frame.timestamp_us <= self._frames[-1].timestamp_us:
             raise SyncError(
@@ -606,3 +609,84 @@ def estimate_offset_software(
         return ClockMapping(1.0, off, 0.0, 0.0, len(frames), "software")
     c = np.array(centres)
     return ClockMapping.fit(c, c + np.array(offs), "software-windows")
+
+
+class HostClockSync:
+    """Live sync without a wire: both streams are tied to this computer's clock.
+
+    Every event read tells us "the event clock was at least t_last when the host
+    clock read h"; every frame tells us "device time d arrived at host time h". The
+    smallest (clock - host) differences seen are the ones with the least transport
+    latency, so their running minima give the two offsets, and frames map onto the
+    rig clock through the host clock. Good to a few milliseconds (USB/network
+    latency jitter); `estimate_offset_software` refines it offline from the data.
+    Same interface as TriggerSync, so the capture node does not care which it has.
+    """
+
+    MIN_OBSERVATIONS = 3
+
+    def __init__(self, host_clock=None) -> None:
+        import time as _time
+
+        self._host = host_clock or (lambda: _time.monotonic_ns() // 1000)
+        self._rig_minus_host: float | None = None
+        self._host_minus_device: float | None = None
+        self._event_obs = 0
+        self._frames: deque[Frame] = deque()
+        self._pairs_device: list[int] = []
+        self._pairs_rig: list[int] = []
+        self.matched = 0
+        self.ignored_triggers = 0
+
+    def observe_events(self, t_last_us: int) -> None:
+        # Events arrive after they happen: event clock - host clock is largest for the
+        # freshest delivery, so keep the running maximum.
+        d = float(t_last_us - self._host())
+        self._rig_minus_host = d if self._rig_minus_host is None else max(self._rig_minus_host, d)
+        self._event_obs += 1
+
+    def add_triggers(self, t: np.ndarray) -> None:
+        self.ignored_triggers += len(t)
+
+    def add_frame(self, frame: Frame) -> None:
+        # Frames also arrive after their exposure start: host - device is smallest for
+        # the quickest delivery.
+        d = float(self._host() - frame.timestamp_us)
+        self._host_minus_device = (
+            d if self._host_minus_device is None else min(self._host_minus_device, d)
+        )
+        self._frames.append(frame)
+
+    def _ready(self) -> bool:
+        return self._event_obs >= self.MIN_OBSERVATIONS and self._host_minus_device is not None
+
+    def pop_matched(self) -> list[Frame]:
+        out: list[Frame] = []
+        if not self._ready():
+            return out
+        assert self._rig_minus_host is not None and self._host_minus_device is not None
+        offset = self._rig_minus_host + self._host_minus_device
+        while self._frames:
+            f = self._frames.popleft()
+            rig_t = int(round(f.timestamp_us + offset))
+            self._pairs_device.append(f.timestamp_us)
+            self._pairs_rig.append(rig_t)
+            self.matched += 1
+            out.append(Frame(f.image, f.index, rig_t, f.exposure_us))
+        return out
+
+    def flush(self) -> list[Frame]:
+        return self.pop_matched()
+
+    def mapping(self) -> ClockMapping:
+        m = ClockMapping.fit(np.array(self._pairs_device), np.array(self._pairs_rig), "host-clock")
+        return m
+
+    def to_dict(self) -> dict:
+        return {
+            "method": "host-clock",
+            "matched": self.matched,
+            "frames_pending": len(self._frames),
+            "ignored_triggers": self.ignored_triggers,
+            "note": "software sync through the host clock: expect a few ms of error",
+        }

@@ -1,0 +1,207 @@
+"""`slomo-rig replay`: the command line of offline replay (pipeline/replay.py).
+
+Wired into pipeline/cli.py with ``replay_commands.register(sub)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from models.registry import DEFAULT_MODEL, MODEL_NAMES
+
+EPILOG = """\
+INPUT is one of:
+  a slomo-rig session folder     (raw.aedat4 + session.json)
+  a DAVIS AEDAT4 file            (frames and events of one sensor)
+  a stereo AEDAT4 file           (needs --calibration)
+  an event file, AEDAT4 or RAW   (needs --frames, --frame-timestamps, --calibration)
+  a TimeLens / HS-ERGB folder    (images/ + timestamp.txt + events/%06d.npz)
+
+A re-run with the same INPUT, --out and settings resumes where the last one stopped.
+Exit codes: 0 complete (skipped intervals are listed), 2 user error, 130 interrupted.
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _factor(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"slow-motion factor must be >= 2, got {text}")
+    return value
+
+
+def _workers(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give WIDTHxHEIGHT, got {text}") from None
+    return w, h
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "replay",
+        help="interpolate a recording offline (session, AEDAT4, RAW + video, TimeLens folder)",
+        description="Interpolate a whole recording offline, faster than real time where the "
+        "hardware allows; resumable; damaged input is replayed around the damage.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", type=Path, metavar="INPUT")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    rate = p.add_mutually_exclusive_group(required=True)
+    rate.add_argument(
+        "--factor", type=_factor, help="slow-motion factor: K-1 frames inserted per interval"
+    )
+    rate.add_argument(
+        "--fps",
+        type=_positive_float,
+        help="output frame rate in capture time (frames per second of the scene)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["mp4", "mkv", "png"],
+        default="mp4",
+        help="mp4 (H.264), mkv (FFV1 lossless) or png (default: mp4)",
+    )
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"{', '.join(MODEL_NAMES)} (default: %(default)s)"
+    )
+    p.add_argument(
+        "--calibration",
+        help="calibration file (.json/.yaml) mapping events into the frames, or 'identity'",
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes (1: in this process; default 1)",
+    )
+    p.add_argument(
+        "--playback-fps",
+        type=_positive_float,
+        default=30.0,
+        help="frame rate the video plays at (default 30)",
+    )
+    g = p.add_argument_group("event file + RGB recording")
+    g.add_argument("--frames", type=Path, help="RGB video file or image folder")
+    g.add_argument(
+        "--frame-timestamps",
+        type=Path,
+        help="one time per frame (mid-exposure, µs on the event clock)",
+    )
+    g.add_argument(
+        "--timestamps-unit",
+        choices=["auto", "us", "ms", "s", "ns"],
+        default="auto",
+        help="unit of the timestamps file (default: auto)",
+    )
+    g.add_argument(
+        "--sync",
+        choices=["timestamps", "triggers"],
+        default="timestamps",
+        help="timestamps: the times are on the event clock; triggers: match frames to the event file's trigger edges",
+    )
+    g.add_argument(
+        "--exposure-us",
+        type=int,
+        default=0,
+        help="with --sync triggers: exposure time, to use mid-exposure",
+    )
+    g.add_argument(
+        "--raw-size", type=_size, help="sensor size WxH for RAW files whose header lacks it"
+    )
+    g.add_argument("--frame-camera", help="stereo AEDAT4: name of the camera whose frames to use")
+    g = p.add_argument_group("TimeLens folders")
+    g.add_argument(
+        "--event-coord-scale",
+        type=_positive_float,
+        help="divide event x, y by this (default: detected; HS-ERGB uses 32)",
+    )
+    p.add_argument(
+        "--restart", action="store_true", help="discard an earlier replay in --out and start over"
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_replay)
+    return p
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from pipeline.inputs import InputError, InputOptions, open_input
+    from pipeline.replay import ReplayError, ReplayOptions, format_summary, run_replay
+
+    user_errors: tuple[type[BaseException], ...] = (InputError, ReplayError, FileNotFoundError)
+    try:
+        from models.registry import ModelError
+        from pipeline.outputs import OutputError
+
+        user_errors += (ModelError, OutputError)
+        opts = ReplayOptions(
+            out=args.out,
+            factor=args.factor,
+            fps=args.fps,
+            format=args.format,
+            model=args.model,
+            workers=args.workers,
+            playback_fps=args.playback_fps,
+            progress=not args.quiet,
+            restart=args.restart,
+        )
+        in_opts = InputOptions(
+            calibration=args.calibration,
+            frames=args.frames,
+            frame_timestamps=args.frame_timestamps,
+            timestamps_unit=args.timestamps_unit,
+            sync=args.sync,
+            exposure_us=args.exposure_us,
+            event_coord_scale=args.event_coord_scale,
+            frame_camera=args.frame_camera,
+            raw_resolution=args.raw_size,
+        )
+        with open_input(args.input, in_opts) as source:
+            summary = run_replay(source, opts)
+    except user_errors as exc:
+        print(f"slomo-rig replay: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0 if summary["status"] == "complete" else 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (python -m pipeline.replay_commands ...) until cli.py wires it."""
+    parser = argparse.ArgumentParser(prog="slomo-rig")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("slomo-rig replay: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
