@@ -107,17 +107,10 @@ def _calibrate_sim(args, opts: WizardOptions, status: Status) -> WizardResult:
 
 
 def _calibrate_live(args, opts: WizardOptions, status: Status) -> WizardResult:
-    try:
-        from rig.config import RigConfig, open_sources  # written by the rig engineer
-    except ImportError:
-        raise CalibrationError(
-            "Live calibration needs rig.config, which this installation lacks",
-            f"--rig {args.rig}",
-            "use --rig sim, or call calibration.wizard.run_wizard with your own sources.",
-        ) from None
+    from rig.config import RigConfig, open_sources
+
     cfg = RigConfig.load(args.rig)
-    sources = open_sources(cfg)
-    frames, events = _split_sources(sources)
+    events, frames = open_sources(cfg)
     pattern = None
     if args.show_pattern:
         from calibration.pattern import BlinkingPattern
@@ -135,22 +128,6 @@ def _calibrate_live(args, opts: WizardOptions, status: Status) -> WizardResult:
         finally:
             if pattern is not None:
                 pattern.close()
-
-
-def _split_sources(sources):
-    """rig.config.open_sources may return a pair or an object with frames/events."""
-    if isinstance(sources, tuple | list) and len(sources) == 2:
-        a, b = sources
-        from rig.base import EventSource
-
-        return (b, a) if isinstance(a, EventSource) else (a, b)
-    for fa, ea in (("frames", "events"), ("frame_source", "event_source")):
-        if hasattr(sources, fa) and hasattr(sources, ea):
-            return getattr(sources, fa), getattr(sources, ea)
-    raise CalibrationError(
-        "rig.config.open_sources returned something without a frame and an event source",
-        "rig config",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,6 +22,7 @@ from calibration.mapping import EventToFrameMap
 from pipeline import wire
 from pipeline.jobs import IntervalJob, inserted_timestamps
 from pipeline.messages import job_message
+from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder
 from pipeline.ring import RingBuffer, RingClosed, RingFull
 from rig.base import EventSource, FrameSource, SourceError
@@ -44,6 +45,7 @@ class CaptureCounters:
     intervals: int = 0
     intervals_dispatched: int = 0
     intervals_skipped: int = 0
+    intervals_lost: int = 0
     live_events_dropped: int = 0
     recorder_messages_dropped: int = 0
     first_event_us: int | None = None
@@ -103,7 +105,7 @@ class CaptureNode:
         frame_source: FrameSource,
         mapper: EventToFrameMap,
         raw: RawRecorder,
-        job_socket: zmq.Socket,
+        pool: WorkerPool,
         recorder_socket: zmq.Socket,
         factor: int,
         sync: TriggerSync | HostClockSync | None = None,
@@ -115,7 +117,7 @@ class CaptureNode:
         self.frames = frame_source
         self.mapper = mapper
         self.raw = raw
-        self.job_socket = job_socket
+        self.pool = pool
         self.recorder_socket = recorder_socket
         self.factor = factor
         self.sync = sync or TriggerSync()
@@ -153,6 +155,16 @@ class CaptureNode:
             wire.send(self.recorder_socket, msg, flags=zmq.NOBLOCK)
         except zmq.Again:
             self.counters.recorder_messages_dropped += 1
+
+    def _poll_pool(self) -> None:
+        for index in self.pool.poll(live=True):
+            self.counters.intervals_lost += 1
+            self._to_recorder(
+                wire.Message(
+                    "interval",
+                    {"index": index, "status": "failed", "reason": "its worker died, none free"},
+                )
+            )
 
     def _on_keyframe(self, frame: Frame) -> None:
         index = self.counters.keyframes
@@ -195,10 +207,9 @@ class CaptureNode:
                     self._live_slice(t0, t1),
                     inserted_timestamps(t0, t1, self.factor),
                 )
-                try:
-                    wire.send(self.job_socket, job_message(job), flags=zmq.NOBLOCK)
+                if self.pool.try_submit(k, job_message(job)):
                     self.counters.intervals_dispatched += 1
-                except zmq.Again:
+                else:
                     self.counters.intervals_skipped += 1
                     status = {"index": k, "status": "skipped", "reason": "all workers busy"}
             self._to_recorder(wire.Message("interval", status))
@@ -275,6 +286,7 @@ class CaptureNode:
                 for frame in self.sync.pop_matched():
                     self.raw.write_frame(frame)
                     self._on_keyframe(frame)
+                self._poll_pool()
                 self._dispatch_ready()
                 if self.raw.error is not None:
                     raise self.raw.error

@@ -58,6 +58,16 @@ def _add_live_args(p: argparse.ArgumentParser, seconds_default: float | None) ->
         help="seconds to wait for an interval's result before listing it as skipped",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
+    net = p.add_argument_group("network (workers on other machines)")
+    net.add_argument(
+        "--bind",
+        default="127.0.0.1",
+        help="interface for the job and result sockets (default: loopback only); "
+        "any other needs --keys",
+    )
+    net.add_argument("--job-port", type=int, default=0, help="fixed port for workers to pull jobs")
+    net.add_argument("--result-port", type=int, default=0, help="fixed port for worker results")
+    net.add_argument("--keys", type=Path, help="CurveZMQ key folder made by 'slomo-rig keys'")
 
 
 def _add_sim_args(p: argparse.ArgumentParser) -> None:
@@ -96,6 +106,10 @@ def _run_live(
         progress=not args.quiet,
         wiring=wiring,
         calibration=calibration,
+        bind_host=args.bind,
+        job_port=args.job_port,
+        result_port=args.result_port,
+        keys=args.keys,
     )
     result = run_live(events, frames, mapper, rig_info, opts)
     print(closing_summary(describe(result.session.path)))
@@ -197,7 +211,22 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from pipeline.worker import run_worker
 
-    return run_worker(args.jobs, args.results, args.model, name=args.name)
+    return run_worker(args.jobs, args.results, args.model, name=args.name, keys=args.keys)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from pipeline.security import generate_keys
+
+    made = generate_keys(args.folder, overwrite=args.force)
+    print(f"CurveZMQ keys in {args.folder}:")
+    for what, path in made.items():
+        print(f"  {what:14s} {path}")
+    print(
+        "Copy the folder to every machine of the rig (keep the *_secret files private), then\n"
+        f"  capture: slomo-rig record ... --bind 0.0.0.0 --job-port 5555 --result-port 5556 --keys {args.folder}\n"
+        f"  worker:  slomo-rig worker --jobs tcp://CAPTURE:5555 --results tcp://CAPTURE:5556 --keys {args.folder}"
+    )
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -235,7 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", required=True, help="recorder's endpoint")
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--name", default=None)
+    p.add_argument("--keys", type=Path, help="CurveZMQ key folder when the capture node uses keys")
     p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("keys", help="make CurveZMQ keys for a rig spread over machines")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--force", action="store_true", help="replace existing keys")
+    p.set_defaults(func=cmd_keys)
 
     from calibration import commands as calibration_commands
     from pipeline import bench, replay_commands

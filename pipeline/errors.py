@@ -6,7 +6,9 @@ from calibration.errors import CalibrationError
 from models.registry import ModelError
 from pipeline.live import LiveError
 from pipeline.outputs import OutputError
+from pipeline.pool import PoolError
 from pipeline.rawfile import RawWriteError
+from pipeline.security import SecurityError
 from pipeline.session import SessionError
 from rig.base import SourceError
 from rig.config import ConfigError
@@ -25,6 +27,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     OutputError,
     RawWriteError,
     SessionError,
+    SecurityError,
+    PoolError,
     SourceError,
     SyncError,
     ModelError,

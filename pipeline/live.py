@@ -25,10 +25,11 @@ import zmq
 from calibration.mapping import EventToFrameMap
 from models.registry import DEFAULT_MODEL
 from pipeline.capture import CaptureCounters, CaptureNode
+from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder
 from pipeline.recorder import run_recorder
+from pipeline.security import check_bind, configure_client
 from pipeline.session import CALIBRATION_FILE, CLOCK_FILE, Session
-from pipeline.worker import run_worker
 from rig.base import EventSource, FrameSource
 from rig.sync import HostClockSync, TriggerSync
 
@@ -54,6 +55,11 @@ class LiveOptions:
     session_name: str | None = None
     wiring: str = "trigger"  # "trigger": edges in the event stream; "software": host clock
     calibration: Path | None = None  # copied into the session, so replay uses the same
+    bind_host: str = "127.0.0.1"  # anything else needs keys (CurveZMQ)
+    job_port: int = 0  # fixed ports let workers on other machines connect
+    result_port: int = 0
+    keys: Path | None = None
+    heartbeat_timeout_s: float = 5.0
 
 
 @dataclass
@@ -72,10 +78,6 @@ def _copy_calibration(src: Path, session: Session) -> None:
         if sibling.exists():
             shutil.copyfile(sibling, session.path / ("calibration" + "".join(sibling.suffixes)))
     session.update(calibration={"file": CALIBRATION_FILE, "source": str(src)})
-
-
-def _worker_entry(job_ep: str, rec_ep: str, model: str, name: str, ready: Any) -> None:
-    sys.exit(run_worker(job_ep, rec_ep, model, name=name, on_ready=ready.set))
 
 
 def _progress_line(c: CaptureCounters, t_start: float) -> None:
@@ -100,6 +102,7 @@ def run_live(
     on_started: Callable[[dict[str, list[mp.Process]]], None] | None = None,
     stop: threading.Event | None = None,
 ) -> LiveResult:
+    check_bind(opts.bind_host, opts.keys)  # before anything is created
     session = Session.create(opts.out, rig_info, name=opts.session_name)
     session.update(live={"factor": opts.factor, "model": opts.model, "workers": opts.workers})
     if opts.calibration is not None:
@@ -108,15 +111,13 @@ def run_live(
     stop = stop or threading.Event()
     processes: dict[str, list[mp.Process]] = {"recorder": [], "workers": []}
     zctx = zmq.Context()
-    job_sock = zctx.socket(zmq.PUSH)
-    job_sock.setsockopt(zmq.SNDHWM, 1)
-    job_sock.setsockopt(zmq.LINGER, 0)
     rec_sock = zctx.socket(zmq.PUSH)
     rec_sock.setsockopt(zmq.SNDHWM, 100_000)
     rec_sock.setsockopt(zmq.LINGER, 5000)
     status, error = "complete", None
     capture: CaptureNode | None = None
     raw: RawRecorder | None = None
+    pool: WorkerPool | None = None
     try:
         parent_conn, child_conn = ctx.Pipe(duplex=False)
         recorder = ctx.Process(
@@ -127,6 +128,9 @@ def run_live(
                 opts.playback_fps,
                 opts.job_timeout_s,
                 opts.drain_timeout_s,
+                opts.bind_host,
+                opts.result_port,
+                str(opts.keys) if opts.keys else None,
             ),
             name="slomo-recorder",
         )
@@ -135,32 +139,28 @@ def run_live(
         child_conn.close()
         if not parent_conn.poll(30):
             raise LiveError("the recorder process did not start within 30 s")
-        rec_ep = parent_conn.recv()
+        try:
+            rec_ep = parent_conn.recv()
+        except EOFError:
+            raise LiveError(
+                f"the recorder process exited while starting (code {recorder.exitcode}); "
+                "is the result port free?"
+            ) from None
+        # The capture node is a client of its own recorder: same keys as remote workers.
+        configure_client(rec_sock, opts.keys)
         rec_sock.connect(rec_ep)
-        job_port = job_sock.bind_to_random_port("tcp://127.0.0.1")
-        job_ep = f"tcp://127.0.0.1:{job_port}"
-        readies = []
-        for i in range(opts.workers):
-            ready = ctx.Event()
-            p = ctx.Process(
-                target=_worker_entry,
-                args=(job_ep, rec_ep, opts.model, f"worker-{i}", ready),
-                name=f"slomo-worker-{i}",
-            )
-            p.start()
-            processes["workers"].append(p)
-            readies.append((p, ready))
-        deadline = time.monotonic() + opts.worker_start_timeout_s
-        for p, ready in readies:
-            while not ready.wait(0.2):
-                if not p.is_alive():
-                    raise LiveError(
-                        f"{p.name} exited with code {p.exitcode} while starting "
-                        f"(model {opts.model!r}); run 'slomo-rig worker --model {opts.model}' "
-                        "to see its error"
-                    )
-                if time.monotonic() > deadline:
-                    raise LiveError(f"{p.name} did not become ready in time")
+        pool = WorkerPool(
+            opts.model,
+            rec_ep,
+            local_workers=opts.workers,
+            bind_host=opts.bind_host,
+            port=opts.job_port,
+            keys=opts.keys,
+            heartbeat_timeout_s=opts.heartbeat_timeout_s,
+        )
+        pool.start(timeout_s=opts.worker_start_timeout_s)
+        processes["workers"] = pool.processes
+        session.update(endpoints={"jobs": pool.endpoint, "results": rec_ep})
         if on_started:
             on_started(processes)
 
@@ -171,7 +171,7 @@ def run_live(
             raw = RawRecorder(session.raw_path, event_source.resolution, frame_source.resolution)
             sync = TriggerSync() if opts.wiring == "trigger" else HostClockSync()
             capture = CaptureNode(
-                event_source, frame_source, mapper, raw, job_sock, rec_sock, opts.factor, sync
+                event_source, frame_source, mapper, raw, pool, rec_sock, opts.factor, sync
             )
             timer = None
             if opts.seconds is not None:
@@ -215,14 +215,9 @@ def run_live(
                 p.terminate()
                 p.join(5)
             recorder_ok = p.exitcode == 0
-        for p in processes["workers"]:
-            if p.is_alive():
-                p.terminate()
-        for p in processes["workers"]:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-        job_sock.close(0)
+        if pool is not None:
+            session.update(pool=pool.stats.to_dict())
+            pool.close()
         rec_sock.close()
         zctx.term()
         if error is not None and status == "complete":

@@ -21,6 +21,7 @@ import zmq
 from pipeline import wire
 from pipeline.messages import result_from_message
 from pipeline.outputs import FanOut, Output, TimestampsOutput, VideoOutput
+from pipeline.security import configure_server
 from pipeline.session import Session
 
 log = logging.getLogger(__name__)
@@ -175,16 +176,25 @@ def run_recorder(
     playback_fps: float = 30.0,
     job_timeout_s: float = 30.0,
     drain_timeout_s: float = 120.0,
+    bind_host: str = "127.0.0.1",
+    port: int = 0,
+    keys: str | None = None,
 ) -> int:
-    """Recorder process entry point: bind a PULL socket on loopback, report its
-    endpoint, then record until capture's "end" and every interval is settled."""
+    """Recorder process entry point: bind a PULL socket (loopback unless told
+    otherwise, with CurveZMQ keys then), report its endpoint, then record until
+    capture's "end" and every interval is settled."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides when to stop
     session = Session(Path(session_path))
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
     sock.setsockopt(zmq.MAXMSGSIZE, wire.DEFAULT_MAX_MESSAGE_BYTES)
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    ready_conn.send(f"tcp://127.0.0.1:{port}")
+    auth = configure_server(sock, ctx, bind_host, Path(keys) if keys else None)
+    if port:
+        sock.bind(f"tcp://{bind_host}:{port}")
+    else:
+        port = sock.bind_to_random_port(f"tcp://{bind_host}")
+    connect_host = "127.0.0.1" if bind_host in ("0.0.0.0", "*") else bind_host
+    ready_conn.send(f"tcp://{connect_host}:{port}")
     ready_conn.close()
     output = FanOut(
         [
@@ -227,5 +237,7 @@ def run_recorder(
         output.close()
         rec.save(status)
         sock.close(linger=0)
+        if auth is not None:
+            auth.stop()
         ctx.term()
     return 0

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing as mp
 import os
 import queue
 import shutil
@@ -248,62 +247,33 @@ class _InProcess:
         return {"compute_s": round(self.compute_s, 3)}
 
 
-def _worker_entry(job_ep: str, res_ep: str, model: str, name: str, ready: Any) -> None:
-    from pipeline.worker import run_worker
-
-    sys.exit(run_worker(job_ep, res_ep, model, name=name, on_ready=ready.set))
-
-
 class _ZmqWorkers:
-    """The live pipeline's worker processes (pipeline.worker.run_worker), fed over
-    loopback ZeroMQ PUSH/PULL with at most two jobs per worker in flight."""
+    """The live pipeline's worker pool (pipeline.pool.WorkerPool): local worker
+    processes, restarted if they die, each given an interval whenever it is idle; an
+    interval whose worker dies is sent again to another."""
 
     def __init__(self, model: str, n: int, job_timeout_s: float, start_timeout_s: float) -> None:
         import zmq
 
         from pipeline import wire
+        from pipeline.pool import PoolError, WorkerPool
 
         self._zmq, self._wire = zmq, wire
         self.ctx = zmq.Context()
-        self.jobs = self.ctx.socket(zmq.PUSH)
-        self.jobs.setsockopt(zmq.LINGER, 0)
         self.results = self.ctx.socket(zmq.PULL)
         self.results.setsockopt(zmq.MAXMSGSIZE, wire.DEFAULT_MAX_MESSAGE_BYTES)
-        job_ep = f"tcp://127.0.0.1:{self.jobs.bind_to_random_port('tcp://127.0.0.1')}"
         res_ep = f"tcp://127.0.0.1:{self.results.bind_to_random_port('tcp://127.0.0.1')}"
         self.n = n
         self.job_timeout_s = job_timeout_s
         self.pending: dict[int, tuple[_Item, float]] = {}
         self.workers: dict[str, dict] = {}
         self.name = model
-        ctx = mp.get_context("spawn")
-        self.procs = []
-        readies = []
-        for i in range(n):
-            ready = ctx.Event()
-            p = ctx.Process(
-                target=_worker_entry,
-                args=(job_ep, res_ep, model, f"replay-worker-{i}", ready),
-                name=f"slomo-replay-worker-{i}",
-                daemon=True,
-            )
-            p.start()
-            self.procs.append(p)
-            readies.append((p, ready))
-        deadline = time.monotonic() + start_timeout_s
+        self.pool = WorkerPool(model, res_ep, local_workers=n, name_prefix="replay-worker")
         try:
-            for p, ready in readies:
-                while not ready.wait(0.2):
-                    if not p.is_alive():
-                        raise ReplayError(
-                            f"{p.name} exited with code {p.exitcode} while starting (model "
-                            f"{model!r}); run with --workers 1 to see the model's error"
-                        )
-                    if time.monotonic() > deadline:
-                        raise ReplayError(f"{p.name} did not become ready in {start_timeout_s:g} s")
-        except BaseException:
+            self.pool.start(timeout_s=start_timeout_s)
+        except PoolError as exc:
             self.close()
-            raise
+            raise ReplayError(f"{exc}; run with --workers 1 to see the model's error") from None
 
     def capacity(self) -> int:
         return 2 * self.n
@@ -315,13 +285,14 @@ class _ZmqWorkers:
         from pipeline.messages import job_message
 
         assert item.job is not None
-        self._wire.send(self.jobs, job_message(item.job))
+        self.pool.submit(item.ordinal, job_message(item.job))
         self.pending[item.ordinal] = (item, time.monotonic())
 
     def poll(self, timeout_s: float) -> list[_Item]:
         from pipeline.messages import result_from_message
 
         done: list[_Item] = []
+        self.pool.poll(live=False)
         wait_ms = int(timeout_s * 1000)
         while self.results.poll(wait_ms):
             wait_ms = 0
@@ -344,25 +315,20 @@ class _ZmqWorkers:
                     self.workers[str(msg.meta.get("worker", "?"))] = dict(msg.meta)
             except self._wire.WireError as exc:
                 log.warning("replay dropped a bad message from a worker: %s", exc)
+        self.pool.poll(live=False)
         now = time.monotonic()
         for ordinal, (item, since) in list(self.pending.items()):
             if now - since > self.job_timeout_s:
                 del self.pending[ordinal]
                 item.reason = f"no result within {self.job_timeout_s:g} s (worker lost or too slow)"
                 done.append(item)
-        if self.pending and not any(p.is_alive() for p in self.procs):
-            raise ReplayError("every replay worker process died; run with --workers 1 to see why")
+        if self.pending and self.pool.stats.restarts > 10 * self.n:
+            raise ReplayError("replay workers keep dying; run with --workers 1 to see why")
         return done
 
     def close(self) -> None:
-        for p in self.procs:
-            if p.is_alive():
-                p.terminate()
-        for p in self.procs:
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-        self.jobs.close(0)
+        if getattr(self, "pool", None) is not None:
+            self.pool.close()
         self.results.close(0)
         self.ctx.term()
 

@@ -16,7 +16,19 @@ import zmq
 
 WIRE_VERSION = 1
 MESSAGE_TYPES = frozenset(
-    {"job", "result", "keyframe", "interval", "status", "end", "events", "frame", "triggers"}
+    {
+        "job",
+        "result",
+        "keyframe",
+        "interval",
+        "status",
+        "end",
+        "events",
+        "frame",
+        "triggers",
+        "ready",
+        "heartbeat",
+    }
 )
 ALLOWED_DTYPES = frozenset(
     {"uint8", "int8", "int16", "uint16", "int32", "int64", "float16", "float32", "float64", "bool"}
@@ -138,6 +150,21 @@ def send(sock: zmq.Socket, msg: Message, flags: int = 0) -> None:
 def recv(sock: zmq.Socket, flags: int = 0, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Message:
     """Receive one message; raises WireError for a bad one (already consumed)."""
     return decode(sock.recv_multipart(flags=flags, copy=False), max_bytes=max_bytes)
+
+
+def send_to(sock: zmq.Socket, identity: bytes, msg: Message, flags: int = 0) -> None:
+    """Send through a ROUTER socket to one peer."""
+    frames = encode(msg)
+    copy = sum(len(f) for f in frames[1:]) < ZERO_COPY_MIN_BYTES
+    sock.send_multipart([identity, *frames], flags=flags, copy=copy)
+
+
+def recv_from(
+    sock: zmq.Socket, flags: int = 0, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> tuple[bytes, Message]:
+    """Receive on a ROUTER socket: (peer identity, message). WireError for a bad one."""
+    frames = sock.recv_multipart(flags=flags, copy=False)
+    return bytes(frames[0].buffer), decode(frames[1:], max_bytes=max_bytes)
 
 
 def require(meta: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:

@@ -1,27 +1,34 @@
-"""The inference worker: pulls interval jobs, interpolates, pushes results.
+"""The inference worker: asks the pool for an interval when idle, interpolates it,
+pushes the frames to the recorder (or replay), and asks again.
 
-Any number of workers can connect to one capture node (ZeroMQ load-balances PUSH to
-PULL). A bad message is counted and dropped; a failing interval is reported as
-failed; neither stops the worker.
+Computation runs on its own thread so the socket thread keeps sending heartbeats:
+the pool tells a busy worker from a dead one. A bad message is counted and dropped;
+a failing interval is reported as failed; neither stops the worker.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import socket
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import zmq
 
 from pipeline import wire
-from pipeline.jobs import IntervalResult
+from pipeline.jobs import IntervalJob, IntervalResult
 from pipeline.messages import job_from_message, result_message
+from pipeline.security import configure_client
 
 log = logging.getLogger(__name__)
+HEARTBEAT_S = 0.5
 
 
 @dataclass
@@ -46,48 +53,102 @@ def run_worker(
     max_message_bytes: int = wire.DEFAULT_MAX_MESSAGE_BYTES,
     status_every_s: float = 2.0,
     on_ready: Callable[[], object] | None = None,
+    keys: str | Path | None = None,
 ) -> int:
     """Serve jobs until SIGTERM/SIGINT. Returns an exit code."""
     from models.registry import make_interpolator
 
     name = name or default_worker_name()
     interpolator = make_interpolator(model)
-    stop = False
+    stop = threading.Event()
 
     def _stop(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
+        stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
 
+    keys_path = Path(keys) if keys else None
     ctx = zmq.Context()
-    jobs = ctx.socket(zmq.PULL)
-    jobs.setsockopt(zmq.RCVHWM, 2)
+    jobs = ctx.socket(zmq.DEALER)
+    jobs.setsockopt(zmq.IDENTITY, f"{name}/{uuid.uuid4().hex[:8]}".encode())
     jobs.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     jobs.setsockopt(zmq.LINGER, 0)
+    configure_client(jobs, keys_path)
     jobs.connect(job_endpoint)
     results = ctx.socket(zmq.PUSH)
     results.setsockopt(zmq.LINGER, 2000)
+    configure_client(results, keys_path)
     results.connect(result_endpoint)
     counters = WorkerCounters()
+    todo: queue.Queue[IntervalJob | None] = queue.Queue()
+    done: queue.Queue[tuple[IntervalJob, IntervalResult | None, str]] = queue.Queue()
+
+    def compute() -> None:
+        while (job := todo.get()) is not None:
+            t = time.perf_counter()
+            try:
+                frames = interpolator.interpolate(job)
+            except Exception as exc:  # one bad interval must not take the worker down
+                log.exception("interval %d failed", job.index)
+                done.put((job, None, f"{type(exc).__name__}: {exc}"))
+                continue
+            dt = time.perf_counter() - t
+            done.put(
+                (
+                    job,
+                    IntervalResult(job.index, job.timestamps_us, frames, interpolator.name, dt),
+                    "",
+                )
+            )
 
     def status(final: bool = False) -> None:
         meta = {"worker": name, "model": interpolator.name, "final": final, **asdict(counters)}
         wire.send(results, wire.Message("status", meta))
 
+    def control(kind: str, **meta: object) -> None:
+        wire.send(jobs, wire.Message(kind, {"worker": name, **meta}))
+
+    computer = threading.Thread(target=compute, name="compute", daemon=True)
+    computer.start()
     status()
+    control("ready")
     if on_ready is not None:
         on_ready()
-    last_status = time.monotonic()
-    poller = zmq.Poller()
-    poller.register(jobs, zmq.POLLIN)
+    last_status = last_beat = time.monotonic()
+    busy = False
     try:
-        while not stop:
-            if time.monotonic() - last_status > status_every_s:
+        while not stop.is_set():
+            now = time.monotonic()
+            if now - last_beat > HEARTBEAT_S:
+                control("heartbeat", busy=busy)
+                last_beat = now
+            if now - last_status > status_every_s:
                 status()
-                last_status = time.monotonic()
-            if not poller.poll(200):
+                last_status = now
+            try:
+                job, result, error = done.get_nowait()
+            except queue.Empty:
+                pass
+            else:
+                busy = False
+                if result is None:
+                    counters.failed_jobs += 1
+                    counters.last_error = f"interval {job.index}: {error}"
+                    wire.send(
+                        results,
+                        wire.Message(
+                            "interval",
+                            {"index": job.index, "status": "failed", "reason": counters.last_error},
+                        ),
+                    )
+                else:
+                    counters.jobs += 1
+                    counters.frames += len(result.frames)
+                    counters.compute_s += result.compute_s
+                    wire.send(results, result_message(result, name))
+                control("ready", done=job.index)
+            if not jobs.poll(20):
                 continue
             try:
                 job = job_from_message(wire.recv(jobs, max_bytes=max_message_bytes))
@@ -96,29 +157,13 @@ def run_worker(
                 counters.last_error = f"bad message: {exc}"
                 log.warning("worker %s dropped a bad message: %s", name, exc)
                 status()
+                if not busy:
+                    control("ready")
                 continue
-            t = time.perf_counter()
-            try:
-                frames = interpolator.interpolate(job)
-            except Exception as exc:  # one bad interval must not take the worker down
-                counters.failed_jobs += 1
-                counters.last_error = f"interval {job.index}: {type(exc).__name__}: {exc}"
-                log.exception("interval %d failed", job.index)
-                wire.send(
-                    results,
-                    wire.Message(
-                        "interval",
-                        {"index": job.index, "status": "failed", "reason": counters.last_error},
-                    ),
-                )
-                continue
-            dt = time.perf_counter() - t
-            counters.jobs += 1
-            counters.frames += len(frames)
-            counters.compute_s += dt
-            result = IntervalResult(job.index, job.timestamps_us, frames, interpolator.name, dt)
-            wire.send(results, result_message(result, name))
+            busy = True
+            todo.put(job)
     finally:
+        todo.put(None)
         status(final=True)
         jobs.close()
         results.close()

@@ -147,7 +147,7 @@ def _serve_worker(job_ep: str, res_ep: str) -> None:
 
 def test_worker_counts_bad_messages_and_keeps_serving():
     ctx = zmq.Context.instance()
-    jobs = ctx.socket(zmq.PUSH)
+    jobs = ctx.socket(zmq.ROUTER)  # stands where the worker pool's dispatcher stands
     jport = jobs.bind_to_random_port("tcp://127.0.0.1")
     results = ctx.socket(zmq.PULL)
     rport = results.bind_to_random_port("tcp://127.0.0.1")
@@ -156,8 +156,9 @@ def test_worker_counts_bad_messages_and_keeps_serving():
     )
     proc.start()
     try:
-        assert results.poll(60_000), "worker did not start"
-        wire.recv(results)  # first status
+        assert jobs.poll(60_000), "worker did not start"
+        identity, hello = wire.recv_from(jobs)
+        assert hello.type == "ready"
         bad = [
             [b"not a header"],
             [json.dumps({"v": 1, "type": "job", "meta": {}, "arrays": []}).encode()],
@@ -175,9 +176,9 @@ def test_worker_counts_bad_messages_and_keeps_serving():
             ],
         ]
         for frames in bad:
-            jobs.send_multipart(frames)
+            jobs.send_multipart([identity, *frames])
         job = make_job(index=7)
-        wire.send(jobs, job_message(job))
+        wire.send_to(jobs, identity, job_message(job))
         got_result, bad_count = None, 0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (got_result is None or bad_count < len(bad)):
