@@ -126,7 +126,7 @@ class CaptureNode:
         self.error: BaseException | None = None
         self._live: deque[EventBatch] = deque()
         self._live_count = 0
-        self._keyframes: deque[tuple[int, Frame]] = deque()
+        self._keyframes: deque[tuple[int, Frame, float]] = deque()
         self._watermark = -(2**62)
 
     # -- inference path ---------------------------------------------------------------
@@ -170,14 +170,14 @@ class CaptureNode:
         index = self.counters.keyframes
         self.counters.keyframes += 1
         t_mid = frame.mid_exposure_us
-        self._keyframes.append((index, frame))
+        self._keyframes.append((index, frame, time.time()))
         self._to_recorder(
             wire.Message("keyframe", {"index": index, "t_us": t_mid}, {"image": frame.image})
         )
 
     def _dispatch_ready(self, final: bool = False) -> None:
         while len(self._keyframes) >= 2:
-            (k, f0), (_, f1) = self._keyframes[0], self._keyframes[1]
+            (k, f0, _), (_, f1, arrival) = self._keyframes[0], self._keyframes[1]
             t0, t1 = f0.mid_exposure_us, f1.mid_exposure_us
             if not final and self._watermark < t1:
                 return
@@ -207,7 +207,8 @@ class CaptureNode:
                     self._live_slice(t0, t1),
                     inserted_timestamps(t0, t1, self.factor),
                 )
-                if self.pool.try_submit(k, job_message(job)):
+                # Latency is measured from the moment the interval's closing keyframe arrived.
+                if self.pool.try_submit(k, job_message(job, keyframe_arrival=arrival)):
                     self.counters.intervals_dispatched += 1
                 else:
                     self.counters.intervals_skipped += 1

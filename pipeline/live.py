@@ -204,7 +204,7 @@ def run_live(
                     wall_seconds=round(time.monotonic() - t_start, 3),
                 )
     except BaseException as exc:
-        status, error = "failed", exc
+        status, error = ("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"), exc
         if not isinstance(exc, KeyboardInterrupt):
             log.debug("live pipeline failed", exc_info=True)
     finally:
@@ -228,6 +228,8 @@ def run_live(
         if not recorder_ok:
             final["recorder_error"] = "the recorder process died; the video ends where it stopped"
         manifest = session.update(**final)
-    if error is not None and not isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt):
+        raise KeyboardInterrupt(f"interrupted; session so far: {session.path}")
+    if error is not None:
         raise LiveError(f"{error}\nSession so far: {session.path}") from error
     return LiveResult(session, manifest, processes)

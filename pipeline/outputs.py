@@ -53,9 +53,12 @@ class VideoOutput(Output):
         if self.codec is None:
             raise OutputError(f"{self.path}: unknown video format {suffix!r}; use .mp4 or .mkv")
         self.fps = fps
-        options = (
-            {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if suffix == ".mp4" else {}
-        )
+        # Fragmented MP4 with a keyframe every second of playback, each packet flushed
+        # to the file: a recorder killed mid-way leaves a video that plays up to the
+        # last fragment.
+        options = {"flush_packets": "1"}
+        if suffix == ".mp4":
+            options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
         try:
             self._container = av.open(str(self.path), mode="w", options=options)
         except OSError as exc:
@@ -69,6 +72,7 @@ class VideoOutput(Output):
         self._stream = self._container.add_stream(self.codec, rate=rate)
         self._stream.width = width + (width % 2)
         self._stream.height = height + (height % 2)
+        self._stream.codec_context.gop_size = max(1, round(self.fps))
         if self.codec == "h264":
             self._stream.pix_fmt = "yuv420p"
             self._stream.options = {"crf": "18", "preset": "veryfast"}

@@ -51,6 +51,14 @@ class RecorderState:
     late_results: int = 0
     workers: dict[str, dict] = field(default_factory=dict)
     models: set[str] = field(default_factory=set)
+    latencies: list[float] = field(default_factory=list)
+
+
+def latency_summary(latencies: list[float]) -> dict[str, float | None]:
+    if not latencies:
+        return {"latency_p50_ms": None, "latency_p99_ms": None}
+    p50, p99 = np.percentile(latencies, [50, 99])
+    return {"latency_p50_ms": round(1000 * p50, 1), "latency_p99_ms": round(1000 * p99, 1)}
 
 
 class Recorder:
@@ -84,6 +92,9 @@ class Recorder:
                 raise wire.WireError(f"interval message with unknown status {status!r}")
         elif msg.type == "result":
             result = result_from_message(msg)
+            latency = msg.meta.get("latency_s")
+            if isinstance(latency, int | float) and len(st.latencies) < 1_000_000:
+                st.latencies.append(float(latency))
             prev = st.intervals.get(result.index)
             if result.index < st.next_keyframe or (prev is not None and prev.status != "pending"):
                 st.late_results += 1  # already written without it
@@ -164,6 +175,7 @@ class Recorder:
             "bad_messages": st.bad_messages,
             "late_results": st.late_results,
             "models": sorted(st.models),
+            **latency_summary(st.latencies),
         }
 
     def save(self, status: str) -> None:

@@ -117,6 +117,7 @@ def run_worker(
         on_ready()
     last_status = last_beat = time.monotonic()
     busy = False
+    arrivals: dict[int, float | None] = {}
     try:
         while not stop.is_set():
             now = time.monotonic()
@@ -146,12 +147,18 @@ def run_worker(
                     counters.jobs += 1
                     counters.frames += len(result.frames)
                     counters.compute_s += result.compute_s
-                    wire.send(results, result_message(result, name))
+                    arrival = arrivals.pop(job.index, None)
+                    latency = None if arrival is None else time.time() - arrival
+                    wire.send(results, result_message(result, name, latency_s=latency))
                 control("ready", done=job.index)
             if not jobs.poll(20):
                 continue
             try:
-                job = job_from_message(wire.recv(jobs, max_bytes=max_message_bytes))
+                msg = wire.recv(jobs, max_bytes=max_message_bytes)
+                job = job_from_message(msg)
+                arrival = msg.meta.get("keyframe_arrival")
+                if arrival is not None and not isinstance(arrival, int | float):
+                    raise wire.WireError("meta field 'keyframe_arrival' is not a number")
             except wire.WireError as exc:
                 counters.bad_messages += 1
                 counters.last_error = f"bad message: {exc}"
@@ -161,6 +168,7 @@ def run_worker(
                     control("ready")
                 continue
             busy = True
+            arrivals[job.index] = arrival
             todo.put(job)
     finally:
         todo.put(None)
