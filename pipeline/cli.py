@@ -273,11 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_keys)
 
     from calibration import commands as calibration_commands
-    from pipeline import bench, replay_commands
+    from pipeline import bench, replay_commands, soak
     from rig import commands as rig_commands
 
     replay_commands.register(sub)
     bench.register(sub)
+    soak.register(sub)
     rig_commands.register(sub)
     calibration_commands.register(sub)
     return parser
