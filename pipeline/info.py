@@ -84,10 +84,23 @@ def format_text(info: dict[str, Any]) -> str:
                 lines.append(f"  #{s['index']:5d}  {s['t0_us']} .. {s['t1_us']} us  {s['reason']}")
             if len(skipped) > 20:
                 lines.append(f"  ... and {len(skipped) - 20} more (see --json)")
+    pool = info.get("pool")
+    if pool:
+        lines.append(
+            f"pool     {len(pool.get('workers_seen', []))} workers seen, {pool.get('workers_lost', 0)} "
+            f"lost, {pool.get('restarts', 0)} restarted, {pool.get('redispatched', 0)} intervals "
+            f"re-dispatched, {pool.get('lost', 0)} lost with their worker"
+        )
+    out_lat = info.get("output", {}).get("latency_p50_ms")
+    if out_lat is not None:
+        lines.append(
+            f"latency  keyframe -> interpolated frames: p50 {out_lat} ms, "
+            f"p99 {info['output'].get('latency_p99_ms')} ms"
+        )
     for name, w in info.get("workers", {}).items():
         lines.append(
-            f"worker   {name}: {w.get('jobs', 0)} jobs, {w.get('bad_messages', 0)} bad messages, "
-            f"{w.get('failed_jobs', 0)} failed"
+            f"worker   {name}: {w.get('results_received', 0)} intervals delivered, "
+            f"{w.get('bad_messages', 0)} bad messages, {w.get('failed_jobs', 0)} failed"
         )
     for key, f in info["file_status"].items():
         mark = "" if f["exists"] else "  (missing)"

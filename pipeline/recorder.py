@@ -92,6 +92,9 @@ class Recorder:
                 raise wire.WireError(f"interval message with unknown status {status!r}")
         elif msg.type == "result":
             result = result_from_message(msg)
+            worker = str(msg.meta.get("worker", "?"))
+            w = st.workers.setdefault(worker, {})
+            w["results_received"] = w.get("results_received", 0) + 1
             latency = msg.meta.get("latency_s")
             if isinstance(latency, int | float) and len(st.latencies) < 1_000_000:
                 st.latencies.append(float(latency))
@@ -109,7 +112,8 @@ class Recorder:
             st.models.add(result.model)
         elif msg.type == "status":
             worker = str(msg.meta.get("worker", "?"))
-            st.workers[worker] = dict(msg.meta)
+            received = st.workers.get(worker, {}).get("results_received", 0)
+            st.workers[worker] = {**msg.meta, "results_received": received}
         elif msg.type == "end":
             st.last_keyframe = wire.require(msg.meta, "last_keyframe", int)
         else:

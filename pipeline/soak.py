@@ -157,7 +157,14 @@ def run_soak(
 
 
 def cmd_soak(args: argparse.Namespace) -> int:
-    report = run_soak(args.out, args.minutes, args.kill_every, args.workers, args.model)
+    report = run_soak(
+        args.out,
+        args.minutes,
+        args.kill_every,
+        args.workers,
+        args.model,
+        log=lambda line: print(line, file=sys.stderr),
+    )
     print(json.dumps(report, indent=2))
     return 0 if report["passed"] else 1
 
