@@ -3,7 +3,9 @@
 Random weights (speed does not depend on values), one inserted frame per run so the
 figures compare directly with the facts file. Eager torch is measured fairly: under
 torch.inference_mode with torch's default threads. GPU rows appear only when an
-onnxruntime GPU provider really works (see models.engine.OnnxTimeLens).
+onnxruntime GPU provider really works (see models.engine.OnnxTimeLens). On the CPU
+provider the int8 engine (models.quantize, calibrated on simulated-rig inputs) is
+timed in the same interleaved loop, so its "vs eager" ratio comes from one run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from models.engine import GPU_PROVIDERS, OnnxTimeLens
 from models.export import export_onnx, sample_inputs
+from models.quantize import simulated_calibration_inputs
 from models.timelens import TimeLens
 
 
@@ -70,13 +73,16 @@ def bench_model(
     repeats: int = 3,
     batch: int = 1,
     workdir: str | Path | None = None,
+    cpu_precisions: Sequence[str] = ("fp32", "int8"),
 ) -> list[dict]:
     """Time every (size, width, backend) and return one dict per measurement.
 
     sizes are (height, width) in pixels. For "onnx" the fp32 graph runs on the best
     working provider; when that is a GPU provider an fp16 graph is timed as well and
-    CPU rows are not repeated. Keys: height, width_px, model_width, backend, provider,
-    precision, batch, ms_per_frame, fps.
+    CPU rows are not repeated. On the CPU provider every precision in `cpu_precisions`
+    beyond fp32 gets its own engine (int8: quantized once per width, calibrated on
+    simulated-rig inputs at the first size). Keys: height, width_px, model_width, backend,
+    provider, precision, batch, ms_per_frame, fps.
     """
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -85,10 +91,20 @@ def bench_model(
             model = TimeLens(width=width).eval()
             engines: list[OnnxTimeLens] = []
             if "onnx" in backends:
-                engines.append(OnnxTimeLens(export_onnx(model, Path(tmp) / f"w{width}.onnx")))
+                fp32 = export_onnx(model, Path(tmp) / f"w{width}.onnx")
+                engines.append(OnnxTimeLens(fp32))
                 if engines[0].provider in GPU_PROVIDERS:
                     fp16 = export_onnx(model, Path(tmp) / f"w{width}_fp16.onnx", fp16=True)
                     engines.append(OnnxTimeLens(fp16))
+                else:
+                    for precision in cpu_precisions:
+                        if precision != "fp32":
+                            # Speed does not depend on the ranges; simulated-rig inputs at
+                            # the first size keep calibration short and realistic.
+                            calib = simulated_calibration_inputs(*sizes[0], intervals=2)
+                            engines.append(
+                                OnnxTimeLens(fp32, precision=precision, calibration_inputs=calib)
+                            )
             for size in sizes:
                 args = sample_inputs(batch, size[0], size[1])
                 feeds = [a.numpy() for a in args]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 
 PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+#: Values of OnnxTimeLens(precision=...): None runs the graph as exported.
+PRECISIONS = ("fp32", "int8")
 
 
 def cpu_session_options(threads: int | None = None) -> ort.SessionOptions:
@@ -69,6 +72,13 @@ class OnnxTimeLens:
     `providers`: candidates in order of preference (default TensorRT, CUDA, CPU); the
     first that loads and passes a tiny probe inference is used. `self.provider` says
     which; `self.skipped` lists (provider, reason) for the others.
+
+    `precision`: None (default) runs the graph as it is. "fp32" insists on an fp32
+    graph. "int8" is the fast CPU engine (see models.quantize): an int8 graph runs as
+    is; an fp32 graph is quantized once, with `calibration_inputs` or, by default,
+    inputs from the simulated rig, into `<name>.int8.onnx` beside it (reused while it
+    matches the fp32 file). int8 runs on the CPU provider only; GPU providers are
+    skipped with that reason.
     """
 
     def __init__(
@@ -79,6 +89,8 @@ class OnnxTimeLens:
         threads: int | None = None,
         trt_cache_dir: str | Path | None = None,
         probe: bool = True,
+        precision: str | None = None,
+        calibration_inputs: Iterable[Mapping[str, np.ndarray]] | None = None,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -86,10 +98,18 @@ class OnnxTimeLens:
                 f"ONNX model {self.path} does not exist; export one with "
                 "models.export.export_onnx (or `slomo-rig` export) first."
             )
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"precision must be None or one of {PRECISIONS}, got {precision!r}")
         self.device_id = device_id
-        available = set(ort.get_available_providers())
-        wanted = list(providers or PREFERRED_PROVIDERS)
         self.skipped: list[tuple[str, str]] = []
+        wanted = list(providers or PREFERRED_PROVIDERS)
+        if precision is not None:
+            self.path = _graph_for_precision(self.path, precision, calibration_inputs)
+        if precision == "int8":
+            for provider in [p for p in wanted if p != "CPUExecutionProvider"]:
+                self._skip(provider, "int8 graphs run on the CPU provider only")
+            wanted = ["CPUExecutionProvider"]
+        available = set(ort.get_available_providers())
         cache = Path(trt_cache_dir) if trt_cache_dir else self.path.parent / "trt_cache"
         self.session: ort.InferenceSession | None = None
         driver = _cuda_driver_present()
@@ -179,6 +199,38 @@ class OnnxTimeLens:
         binding.bind_output(OUTPUT_NAME, "cuda", self.device_id)
         self.session.run_with_iobinding(binding)
         return binding.copy_outputs_to_cpu()[0]
+
+
+def _graph_precision(path: Path) -> str:
+    proto = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in proto.metadata_props}.get("precision", "fp32")
+
+
+def _graph_for_precision(
+    path: Path, precision: str, calibration_inputs: Iterable[Mapping[str, np.ndarray]] | None
+) -> Path:
+    """The graph file that runs `precision`: `path` itself, or its cached int8 copy."""
+    have = _graph_precision(path)
+    if have == precision:
+        return path
+    if precision == "fp32" or have != "fp32":
+        raise ValueError(
+            f"{path} is a {have} graph and cannot run as {precision}; export an fp32 graph "
+            "with models.export.export_onnx and pass that."
+        )
+    from models.quantize import quantize_onnx, simulated_calibration_inputs, source_digest
+
+    out = path.with_name(f"{path.stem}.int8.onnx")
+    digest = source_digest(path)
+    if out.is_file():
+        proto = onnx.load(str(out), load_external_data=False)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if meta.get("precision") == "int8" and meta.get("source_sha256") == digest:
+            return out
+    if calibration_inputs is None:
+        calibration_inputs = simulated_calibration_inputs()
+    log.info("quantizing %s to int8 (%s)", path.name, out.name)
+    return quantize_onnx(path, out, calibration_inputs)
 
 
 def _cuda_driver_present() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -111,7 +112,19 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     return {"pipeline": out}
 
 
+def bench_model_cmd(args: argparse.Namespace) -> dict[str, Any]:
+    """ms per inserted frame for eager PyTorch and the ONNX engine (fp32, and int8 on
+    CPU; fp16 on a GPU when one works), full-size and small, in one alternating run."""
+    from models.bench import bench_model, format_table
+
+    sizes = tuple(tuple(int(v) for v in s.split("x"))[::-1] for s in args.sizes)
+    rows = bench_model(sizes=sizes, widths=tuple(args.widths), repeats=args.repeats)
+    print(format_table(rows), file=sys.stderr)
+    return {"model": rows}
+
+
 BENCHES = {
+    "model": bench_model_cmd,
     "sim": bench_sim,
     "demo": bench_demo,
     "transport": bench_transport_cmd,
@@ -134,5 +147,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("what", choices=[*BENCHES, "all"])
     p.add_argument("--seconds", type=float, default=3.0, help="seconds of simulated time")
     p.add_argument("--model", default="integration", help="model for the demo bench")
+    p.add_argument(
+        "--sizes", nargs="+", default=["256x256", "640x480"], help="model bench: WxH sizes"
+    )
+    p.add_argument(
+        "--widths",
+        nargs="+",
+        type=float,
+        default=[1.0, 0.25],
+        help="model bench: width multipliers",
+    )
+    p.add_argument("--repeats", type=int, default=3, help="model bench: timed runs per row")
     p.add_argument("--json", action="store_true", help="JSON output (the default format)")
     p.set_defaults(func=cmd_bench)
