@@ -159,7 +159,7 @@ def run_live(
             heartbeat_timeout_s=opts.heartbeat_timeout_s,
         )
         pool.start(timeout_s=opts.worker_start_timeout_s)
-        processes["workers"] = pool.processes
+        processes["workers"] = pool.started  # grows as dead workers are restarted
         session.update(endpoints={"jobs": pool.endpoint, "results": rec_ep})
         if on_started:
             on_started(processes)

@@ -110,6 +110,7 @@ class WorkerPool:
         self._names: dict[bytes, str] = {}
         self._backlog: deque[_InFlight] = deque()
         self._procs: dict[str, mp.Process] = {}
+        self.started: list[mp.Process] = []  # every local process ever started, in order
         self._ready_events: dict[str, Any] = {}
         self._mp = mp.get_context("spawn")
         self._next_check = 0.0
@@ -133,6 +134,7 @@ class WorkerPool:
         )
         p.start()
         self._procs[name] = p
+        self.started.append(p)
         self._ready_events[name] = ready  # the child unpickles it: keep it alive
         return p, ready
 
