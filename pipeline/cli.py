@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_keys)
 
     from calibration import commands as calibration_commands
+    from models import commands as model_commands
     from pipeline import bench, replay_commands, soak
     from rig import commands as rig_commands
 
@@ -281,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     soak.register(sub)
     rig_commands.register(sub)
     calibration_commands.register(sub)
+    model_commands.register(sub)
     return parser
 
 

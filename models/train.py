@@ -1,0 +1,449 @@
+"""Training TimeLens on simulated data: the paper's staged recipe, compressed.
+
+The paper trains the interpolation-by-synthesis module first, then the warping
+(flow) module, then the warping refinement, then the attention averaging, and finally
+fine-tunes everything together, each with an L1 loss on that module's output, Adam.
+Synthesis and warping do not depend on each other, so here they train in the same
+stage (their losses just add up); later stages run the frozen earlier modules without
+gradients. Stages are fractions of the step budget (`STAGES`).
+
+Outputs in the run folder:
+- `last.pt`: our checkpoint format (TimeLens.save) with the recipe and step in its
+  metadata; `state.pt`: optimizer state and step for `--resume`.
+- `loss.csv` (step, stage, loss, lr, seconds, val_psnr) and `loss.png` (drawn with
+  OpenCV: matplotlib is not a dependency).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from models.dataset import (
+    DEFAULT_CACHE,
+    DEFAULT_FRAME_SIZE,
+    TRAIN_SEED_BASE,
+    crop_batch,
+    load_sequences,
+    train_seeds,
+)
+from models.timelens import TimeLens, backward_warp
+
+#: (name, fraction of the steps, U-Nets trained, loss terms)
+STAGES: tuple[tuple[str, float, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "synthesis+warping",
+        0.35,
+        ("fusion_network", "flow_network"),
+        ("fusion", "before_warped", "after_warped"),
+    ),
+    ("refinement", 0.15, ("flow_refinement_network",), ("before_refined", "after_refined")),
+    ("attention", 0.15, ("attention_network",), ("final",)),
+    (
+        "all",
+        0.35,
+        ("fusion_network", "flow_network", "flow_refinement_network", "attention_network"),
+        ("final",),
+    ),
+)
+#: Validation seeds: below the training range and above any eval range we use (0..N).
+VAL_SEEDS = (900, 901, 902, 903)
+
+STATE_FILE = "state.pt"
+CHECKPOINT_FILE = "last.pt"
+
+
+class TrainError(RuntimeError):
+    """A training run that cannot start or resume; the message says why."""
+
+
+@dataclass
+class TrainConfig:
+    out: str
+    width: float = 0.1875
+    steps: int = 1400
+    crop: int = 96
+    batch: int = 8
+    lr: float = 5e-4
+    train_sequences: int = 48
+    intervals: int = 8
+    frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE
+    seed: int = 0
+    threads: int = 2
+    checkpoint_every: int = 100
+    log_every: int = 10
+    cache_dir: str = str(DEFAULT_CACHE)
+    zero_init_heads: bool = False
+    history: list = field(default_factory=list)
+    stages: list = field(default_factory=lambda: [list(s[:2]) for s in STAGES])
+
+
+def stage_at(step: int, total: int) -> int:
+    """Index of the stage that step (0-based) belongs to."""
+    edge = 0.0
+    for i, (_, frac, _, _) in enumerate(STAGES):
+        edge += frac
+        if step < round(edge * total):
+            return i
+    return len(STAGES) - 1
+
+
+def stage_bounds(index: int, total: int) -> tuple[int, int]:
+    start = round(sum(s[1] for s in STAGES[:index]) * total)
+    end = round(sum(s[1] for s in STAGES[: index + 1]) * total)
+    return start, max(end, start + 1)
+
+
+def learning_rate(step: int, total: int, base: float) -> float:
+    """Cosine decay from base to base/10 within each stage (each module starts fresh)."""
+    i = stage_at(step, total)
+    start, end = stage_bounds(i, total)
+    p = (step - start) / max(1, end - start)
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def zero_init_heads(model: TimeLens) -> None:
+    """Zero the last conv of the flow, refinement and attention U-Nets, so training
+    starts from zero flows (warped images = keyframes) and equal attention weights: the
+    attention stage then only has to learn the tau-weighted blend to match the simplest
+    baseline, and every later improvement is on top of it. Gradients still reach those
+    layers (their inputs are not zero), so nothing is stuck."""
+    for name in ("flow_network", "flow_refinement_network", "attention_network"):
+        head = getattr(model, name).conv3
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+
+
+def forward_parts(
+    model: TimeLens, batch: dict[str, torch.Tensor], needed: Sequence[str], trainable: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """The model's data flow (same as TimeLens.forward) returning the intermediate images
+    the stage losses need; stops as soon as everything in `needed` is computed. U-Nets not
+    in `trainable` run without gradients."""
+
+    def run(name: str, x: torch.Tensor) -> torch.Tensor:
+        net = getattr(model, name)
+        if name in trainable:
+            return net(x)
+        with torch.no_grad():
+            return net(x)
+
+    b0, b1 = batch["before_rgb"], batch["after_rgb"]
+    vb, vr, va = batch["before_voxel"], batch["before_reversed_voxel"], batch["after_voxel"]
+    n = b0.shape[0]
+    out: dict[str, torch.Tensor] = {}
+    out["fusion"] = run("fusion_network", torch.cat([vb, b0, va, b1], 1))
+    flows = run("flow_network", torch.cat([vr, va], 0))
+    warped = backward_warp(torch.cat([b0, b1], 0), flows)
+    out["before_warped"], out["after_warped"] = warped[:n], warped[n:]
+    if not set(needed) - {"fusion", "before_warped", "after_warped"}:
+        return out
+    residual = run(
+        "flow_refinement_network",
+        torch.cat([out["after_warped"], out["before_warped"], out["fusion"]], 1),
+    )
+    refined = backward_warp(
+        torch.cat([out["after_warped"], out["before_warped"]], 0),
+        torch.cat([residual[:, 0:2], residual[:, 2:4]], 0),
+    )
+    after_refined, before_refined = refined[:n], refined[n:]
+    out["before_refined"], out["after_refined"] = before_refined, after_refined
+    if "final" not in needed:
+        return out
+    if model.swap_refined:
+        before_refined, after_refined = after_refined, before_refined
+    h, w = b0.shape[2:]
+    tau_map = batch["tau"].view(-1, 1, 1, 1).expand(-1, 1, h, w)
+    scores = run(
+        "attention_network",
+        torch.cat([flows[n:], after_refined, flows[:n], before_refined, out["fusion"], tau_map], 1),
+    )
+    a = torch.softmax(scores, 1)
+    out["final"] = (
+        a[:, 0:1] * before_refined + a[:, 1:2] * after_refined + a[:, 2:3] * out["fusion"]
+    )
+    return out
+
+
+def _to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+
+
+def psnr(
+    pred: np.ndarray | torch.Tensor, gt: np.ndarray | torch.Tensor, peak: float = 1.0
+) -> float:
+    mse = float(((pred - gt) ** 2).mean())
+    return 10 * math.log10(peak * peak / max(mse, 1e-12))
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        resume: bool = False,
+        log=print,
+        resume_overrides: dict | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.out = Path(cfg.out)
+        torch.set_num_threads(cfg.threads)
+        self.step = 0
+        self.elapsed = 0.0
+        state_path = self.out / STATE_FILE
+        if resume:
+            if not state_path.exists() or not (self.out / CHECKPOINT_FILE).exists():
+                raise TrainError(
+                    f"--resume: no {STATE_FILE} / {CHECKPOINT_FILE} in {self.out}; "
+                    "start a new run without --resume"
+                )
+            self.model = TimeLens.load(self.out / CHECKPOINT_FILE)
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            saved = state["config"]
+            # The recipe comes from the run being resumed; only the step budget may change
+            # (stage boundaries are fractions of it, so they move with it).
+            steps = cfg.steps or saved["steps"]
+            if steps < int(state["step"]):
+                raise TrainError(
+                    f"--steps {steps} is below the {int(state['step'])} steps already done "
+                    f"in {self.out}"
+                )
+            saved.update(out=cfg.out, steps=steps, threads=cfg.threads)
+            # A curriculum may change the crop and batch size between sessions.
+            for key, value in (resume_overrides or {}).items():
+                if key in ("crop", "batch") and value and value != saved[key]:
+                    saved.setdefault("history", []).append(
+                        f"step {int(state['step'])}: {key} {saved[key]} -> {value}"
+                    )
+                    saved[key] = value
+            saved["frame_size"] = tuple(saved["frame_size"])
+            self.cfg = cfg = TrainConfig(**saved)
+            self.step = int(state["step"])
+            self.elapsed = float(state.get("elapsed_s", 0.0))
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+            self.opt.load_state_dict(state["optimizer"])
+            log(f"resuming {self.out} at step {self.step}/{cfg.steps}")
+        else:
+            if state_path.exists():
+                raise TrainError(
+                    f"{self.out} already holds a run (step state in {state_path}); "
+                    "use --resume to continue it or choose another --out"
+                )
+            torch.manual_seed(cfg.seed)
+            self.model = TimeLens(width=cfg.width, swap_refined=False)
+            if cfg.zero_init_heads:
+                zero_init_heads(self.model)
+            self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.out.mkdir(parents=True, exist_ok=True)
+        seeds = train_seeds(cfg.train_sequences)
+        assert min(seeds) >= TRAIN_SEED_BASE > max(VAL_SEEDS)
+        t = time.perf_counter()
+        self.train = load_sequences(seeds, cfg.intervals, cfg.frame_size, cfg.cache_dir)
+        val = load_sequences(VAL_SEEDS, 2, cfg.frame_size, cfg.cache_dir)
+        self.val_batch = _to_torch(
+            crop_batch(val, 16, cfg.crop, np.random.default_rng(12345), augment=False)
+        )
+        log(
+            f"data: {len(self.train)} training sequences x {cfg.intervals} intervals "
+            f"(seeds {seeds[0]}..{seeds[-1]}), ready in {time.perf_counter() - t:.0f} s"
+        )
+
+    def validate(self) -> float:
+        self.model.eval()
+        with torch.no_grad():
+            pred = forward_parts(self.model, self.val_batch, ("final",), ())["final"]
+        self.model.train()
+        return psnr(pred.clamp(0, 1), self.val_batch["gt"])
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        csv_path = self.out / "loss.csv"
+        rows = _read_rows(csv_path, self.step)
+        window: list[float] = []
+        t_last = time.perf_counter()
+        while self.step < cfg.steps:
+            si = stage_at(self.step, cfg.steps)
+            name, _, trainable, terms = STAGES[si]
+            for unet in (
+                "fusion_network",
+                "flow_network",
+                "flow_refinement_network",
+                "attention_network",
+            ):
+                getattr(self.model, unet).requires_grad_(unet in trainable)
+            lr = learning_rate(self.step, cfg.steps, cfg.lr)
+            for g in self.opt.param_groups:
+                g["lr"] = lr
+            rng = np.random.default_rng([cfg.seed, self.step])
+            batch = _to_torch(crop_batch(self.train, cfg.batch, cfg.crop, rng))
+            parts = forward_parts(self.model, batch, terms, trainable)
+            loss = sum(F.l1_loss(parts[t], batch["gt"]) for t in terms) / len(terms)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.step += 1
+            now = time.perf_counter()
+            self.elapsed += now - t_last
+            t_last = now
+            loss_value = float(loss.detach())
+            window.append(loss_value)
+            val = ""
+            last = self.step == cfg.steps
+            if self.step % cfg.checkpoint_every == 0 or last:
+                val = f"{self.validate():.2f}"
+                self.save()
+            rows.append(
+                [self.step, name, f"{loss_value:.5f}", f"{lr:.2e}", f"{self.elapsed:.1f}", val]
+            )
+            if self.step % cfg.log_every == 0 or last:
+                rate = self.elapsed / max(1, self.step)
+                eta = (cfg.steps - self.step) * rate
+                self.log(
+                    f"step {self.step}/{cfg.steps} [{name}] loss {np.mean(window):.4f} "
+                    f"lr {lr:.1e} {rate:.2f} s/step eta {eta / 60:.1f} min"
+                    + (f" val {val} dB" if val else "")
+                )
+                window.clear()
+                _write_rows(csv_path, rows)
+                draw_loss_curve(rows, self.out / "loss.png", cfg.steps)
+        _write_rows(csv_path, rows)
+        draw_loss_curve(rows, self.out / "loss.png", cfg.steps)
+        return self.out / CHECKPOINT_FILE
+
+    def save(self) -> None:
+        cfg = self.cfg
+        meta = {
+            "trained_by": "slomo-rig train",
+            "step": self.step,
+            "stage": STAGES[stage_at(self.step - 1, cfg.steps)][0],
+            "recipe": json.dumps(asdict(cfg)),
+            "train_seeds": f"{TRAIN_SEED_BASE}..{TRAIN_SEED_BASE + cfg.train_sequences - 1}",
+            "train_wall_s": round(self.elapsed, 1),
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+        }
+        tmp = self.out / (CHECKPOINT_FILE + ".tmp")
+        self.model.save(tmp, meta)
+        tmp.replace(self.out / CHECKPOINT_FILE)
+        state = {
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "optimizer": self.opt.state_dict(),
+            "config": {**asdict(cfg), "frame_size": list(cfg.frame_size)},
+        }
+        tmp = self.out / (STATE_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(self.out / STATE_FILE)
+
+
+def _read_rows(path: Path, up_to_step: int) -> list[list]:
+    """Existing loss rows up to the resumed step (later ones were not checkpointed)."""
+    if not path.exists() or up_to_step == 0:
+        return []
+    with path.open() as f:
+        r = csv.reader(f)
+        next(r, None)
+        return [row for row in r if row and int(row[0]) <= up_to_step]
+
+
+def _write_rows(path: Path, rows: list[list]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["step", "stage", "loss", "lr", "elapsed_s", "val_psnr"])
+        w.writerows(rows)
+    tmp.replace(path)
+
+
+def draw_loss_curve(rows: list[list], path: Path, total_steps: int) -> None:
+    """Training loss (log scale, raw and smoothed) and validation PSNR, with stage
+    boundaries, drawn with OpenCV."""
+    if not rows:
+        return
+    W, H, L, R, T, B = 900, 480, 70, 70, 40, 50
+    img = np.full((H, W, 3), 255, np.uint8)
+    steps = np.array([int(r[0]) for r in rows], float)
+    loss = np.log10(np.maximum(np.array([float(r[2]) for r in rows]), 1e-6))
+    lo, hi = float(loss.min()), float(loss.max())
+    if hi - lo < 1e-3:
+        lo, hi = lo - 0.5, hi + 0.5
+    xmax = max(total_steps, int(steps.max()), 1)
+
+    def px(s, v, a, b):
+        x = L + (W - L - R) * s / xmax
+        y = H - B - (H - T - B) * (v - a) / (b - a)
+        return np.stack([x, y], -1).astype(np.int32)
+
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.rectangle(img, (L, T), (W - R, H - B), (0, 0, 0), 1)
+    for i in range(1, len(STAGES)):
+        s0, _ = stage_bounds(i, total_steps)
+        x = int(L + (W - L - R) * s0 / xmax)
+        cv2.line(img, (x, T), (x, H - B), (200, 200, 200), 1)
+    for i, (name, *_rest) in enumerate(STAGES):
+        s0, _ = stage_bounds(i, total_steps)
+        x = int(L + (W - L - R) * s0 / xmax) + 3
+        cv2.putText(img, name, (x, T + 14 + 14 * (i % 2)), font, 0.4, (120, 120, 120), 1)
+    cv2.polylines(img, [px(steps, loss, lo, hi)], False, (230, 190, 150), 1, cv2.LINE_AA)
+    k = max(1, len(loss) // 50)
+    smooth = np.convolve(loss, np.ones(k) / k, mode="valid")
+    cv2.polylines(img, [px(steps[k - 1 :], smooth, lo, hi)], False, (180, 80, 20), 2, cv2.LINE_AA)
+    for v in np.linspace(lo, hi, 5):
+        y = int(px(np.array(0.0), np.array(v), lo, hi)[1])
+        cv2.putText(img, f"{10**v:.3f}", (5, y + 4), font, 0.4, (180, 80, 20), 1)
+    vals = [(int(r[0]), float(r[5])) for r in rows if len(r) > 5 and r[5]]
+    if vals:
+        vs = np.array([v for _, v in vals])
+        a, b = float(vs.min()) - 0.5, float(vs.max()) + 0.5
+        pts = px(np.array([s for s, _ in vals], float), vs, a, b)
+        cv2.polylines(img, [pts], False, (40, 40, 200), 2, cv2.LINE_AA)
+        for p in pts:
+            cv2.circle(img, tuple(int(c) for c in p), 3, (40, 40, 200), -1)
+        for v in np.linspace(a, b, 5):
+            y = int(px(np.array(0.0), np.array(v), a, b)[1])
+            cv2.putText(img, f"{v:.1f}", (W - R + 5, y + 4), font, 0.4, (40, 40, 200), 1)
+    for s in np.linspace(0, xmax, 6):
+        x = int(L + (W - L - R) * s / xmax)
+        cv2.putText(img, f"{int(s)}", (x - 10, H - B + 18), font, 0.4, (0, 0, 0), 1)
+    cv2.putText(img, "step", (W // 2 - 15, H - 10), font, 0.5, (0, 0, 0), 1)
+    cv2.putText(
+        img,
+        "TimeLens training: L1 loss (blue, log scale) and validation PSNR dB (red)",
+        (L, 25),
+        font,
+        0.5,
+        (0, 0, 0),
+        1,
+    )
+    cv2.imwrite(str(path), img)
+
+
+def train(
+    cfg: TrainConfig, resume: bool = False, log=print, resume_overrides: dict | None = None
+) -> Path:
+    """Train (or resume) and return the checkpoint path. On resume the run's own recipe
+    is used; `resume_overrides` may change "crop" and "batch" (a curriculum)."""
+    return Trainer(cfg, resume=resume, log=log, resume_overrides=resume_overrides).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m models.train ARGS == slomo-rig train ARGS."""
+    from models.commands import main as commands_main
+
+    return commands_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
