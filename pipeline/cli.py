@@ -15,15 +15,21 @@ class CliError(RuntimeError):
     """A user-facing error: printed without a traceback, exit code 2."""
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
-def _factor(text: str) -> int:
-    value = int(text)
+def factor_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
     if value < 2:
         raise argparse.ArgumentTypeError(f"slow-motion factor must be >= 2, got {text}")
     return value
@@ -33,12 +39,12 @@ def _add_live_args(p: argparse.ArgumentParser, seconds_default: float | None) ->
     p.add_argument("--out", type=Path, required=True, help="folder to create the session in")
     p.add_argument(
         "--seconds",
-        type=_positive_float,
+        type=positive_float,
         default=seconds_default,
         help="stop after this many seconds"
         + (" (default: %(default)s)" if seconds_default else " (default: until Ctrl-C)"),
     )
-    p.add_argument("--factor", type=_factor, default=8, help="slow-motion factor (default: 8)")
+    p.add_argument("--factor", type=factor_arg, default=8, help="slow-motion factor (default: 8)")
     p.add_argument(
         "--model",
         default=DEFAULT_MODEL,
@@ -47,13 +53,13 @@ def _add_live_args(p: argparse.ArgumentParser, seconds_default: float | None) ->
     p.add_argument("--workers", type=int, default=1, help="inference worker processes (default: 1)")
     p.add_argument(
         "--playback-fps",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         help="frame rate the video plays at (default: 30)",
     )
     p.add_argument(
         "--job-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         help="seconds to wait for an interval's result before listing it as skipped",
     )
@@ -71,7 +77,7 @@ def _add_live_args(p: argparse.ArgumentParser, seconds_default: float | None) ->
 
 
 def _add_sim_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fps", type=_positive_float, default=50.0, help="simulated RGB camera fps")
+    p.add_argument("--fps", type=positive_float, default=50.0, help="simulated RGB camera fps")
     p.add_argument("--seed", type=int, default=0, help="simulated scene seed")
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from models.registry import DEFAULT_MODEL, MODEL_NAMES
+from pipeline.cli import factor_arg, positive_float
 
 EPILOG = """\
 INPUT is one of:
@@ -23,26 +24,6 @@ INPUT is one of:
 A re-run with the same INPUT, --out and settings resumes where the last one stopped.
 Exit codes: 0 complete (skipped intervals are listed), 2 user error, 130 interrupted.
 """
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _factor(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
-    if value < 2:
-        raise argparse.ArgumentTypeError(f"slow-motion factor must be >= 2, got {text}")
-    return value
 
 
 def _workers(text: str) -> int:
@@ -73,11 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument(
-        "--factor", type=_factor, help="slow-motion factor: K-1 frames inserted per interval"
+        "--factor", type=factor_arg, help="slow-motion factor: K-1 frames inserted per interval"
     )
     rate.add_argument(
         "--fps",
-        type=_positive_float,
+        type=positive_float,
         help="output frame rate in capture time (frames per second of the scene)",
     )
     p.add_argument(
@@ -101,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--playback-fps",
-        type=_positive_float,
+        type=positive_float,
         default=30.0,
         help="frame rate the video plays at (default 30)",
     )
@@ -137,7 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     g = p.add_argument_group("TimeLens folders")
     g.add_argument(
         "--event-coord-scale",
-        type=_positive_float,
+        type=positive_float,
         help="divide event x, y by this (default: detected; HS-ERGB uses 32)",
     )
     p.add_argument(
