@@ -88,9 +88,12 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     y = rng.uniform(0, h - 1, n).astype(np.float32)
     t = np.sort(rng.integers(0, 20_000, n)).astype(np.int64)
     p = rng.integers(0, 2, n).astype(np.int8)
-    t0 = time.perf_counter()
-    voxel_grid(x, y, t, p, 0, 20_000, 5, h, w)
-    voxel_rate = n / (time.perf_counter() - t0)
+    times = []
+    for _ in range(4):  # the first run pays for page faults: report the best warm run
+        t0 = time.perf_counter()
+        voxel_grid(x, y, t, p, 0, 20_000, 5, h, w)
+        times.append(time.perf_counter() - t0)
+    voxel_rate = n / min(times[1:])
     out: dict[str, Any] = {"voxel_grid_events_per_s": round(voxel_rate)}
     total, batch = 20_000_000, 50_000
     for compression in ("lz4", "none"):
