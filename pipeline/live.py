@@ -84,12 +84,14 @@ def _progress_line(c: CaptureCounters, t_start: float) -> None:
     span = 0.0
     if c.first_event_us is not None and c.last_event_us is not None:
         span = (c.last_event_us - c.first_event_us) / 1e6
+    # A terminal gets one line rewritten in place; a log file gets one line per update.
+    start = "\r" if sys.stderr.isatty() else ""
     line = (
-        f"\r[{time.monotonic() - t_start:6.1f} s] rig time {span:6.2f} s  events {c.events / 1e6:7.2f} M"
+        f"{start}[{time.monotonic() - t_start:6.1f} s] rig time {span:6.2f} s  events {c.events / 1e6:7.2f} M"
         f"  frames {c.frames:5d}  intervals sent {c.intervals_dispatched:5d}"
         f"  skipped {c.intervals_skipped:4d}"
     )
-    sys.stderr.write(line)
+    sys.stderr.write(line if sys.stderr.isatty() else line + "\n")
     sys.stderr.flush()
 
 
@@ -189,7 +191,7 @@ def run_live(
                 signal.signal(signal.SIGINT, prev_handler)
                 if timer:
                     timer.cancel()
-                if opts.progress:
+                if opts.progress and sys.stderr.isatty():
                     sys.stderr.write("\n")
                 raw.close()
                 if raw.error is not None and error is None:
