@@ -255,6 +255,74 @@ def load_sequences(
     return [load_sequence(s, n_intervals, frame_size, cache_dir) for s in seeds]
 
 
+# ------------------------------------------------------------------ ground-truth flow
+
+
+class SceneMotion:
+    """The exact motion of a seed's simulated scene (no textures): the background pan and
+    every object's pose over time plus its alpha mask. `backward_flow` gives, for each
+    pixel of a crop at rig time t_from, where that scene point is at rig time t_to: the
+    flow TimeLens' flow network should predict to warp the keyframe at t_to to t_from.
+
+    Rig time is scene time and the frame grid is the world grid (`same_sensor` rig, see
+    rig/sim/rig.py). Objects are drawn in order over the background, so the topmost
+    object whose alpha exceeds 0.5 at t_from owns the pixel; elsewhere the background
+    pans: content seen at x at time t shows texel x + pan * t, so the point at x at
+    t_from sits at x + pan * (t_from - t_to) at t_to. Objects: their pose at t_to times
+    the inverse pose at t_from (bounces included, the poses are closed-form).
+    """
+
+    def __init__(self, seed: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE) -> None:
+        rig = SimulatedRig(sim_config_for_seed(seed, frame_size))
+        scene = rig.scene
+        self.pan_speed = tuple(float(v) for v in scene.pan_speed)
+        self.objects = scene.objects
+        # Alpha of each sprite (its rgba stores transmittance 1 - alpha in channel 3).
+        self.alphas = [np.ascontiguousarray(1.0 - o.rgba[..., 3]) for o in self.objects]
+
+    def backward_flow(
+        self, t_from_us: float, t_to_us: float, x0: int, y0: int, w: int, h: int
+    ) -> np.ndarray:
+        """[2, h, w] float32 (dy, dx) for the crop with top-left (x0, y0) at t_from."""
+        import cv2
+
+        dt = (t_from_us - t_to_us) * 1e-6
+        flow = np.empty((2, h, w), np.float32)
+        flow[0] = self.pan_speed[1] * dt
+        flow[1] = self.pan_speed[0] * dt
+        if not self.objects:
+            return flow
+        ys, xs = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
+        ts = np.array([t_from_us, t_to_us], np.float64) * 1e-6
+        for obj, alpha in zip(self.objects, self.alphas, strict=True):
+            fwd, inv = obj.poses(ts)
+            m = inv[0].copy()  # crop pixel -> sprite pixel at t_from
+            m[:, 2] += m[:, 0] * x0 + m[:, 1] * y0
+            cover = cv2.warpAffine(
+                alpha, m[:2], (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+            )
+            mask = cover > 0.5
+            if not mask.any():
+                continue
+            a = fwd[1] @ inv[0]  # world at t_from -> world at t_to
+            px = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
+            py = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
+            flow[0][mask] = (py - ys)[mask]
+            flow[1][mask] = (px - xs)[mask]
+        return flow
+
+
+_MOTION_CACHE: dict[tuple[int, tuple[int, int]], SceneMotion] = {}
+
+
+def scene_motion(seed: int, frame_size: tuple[int, int]) -> SceneMotion:
+    """SceneMotion for seed, built once per process."""
+    key = (int(seed), tuple(frame_size))
+    if key not in _MOTION_CACHE:
+        _MOTION_CACHE[key] = SceneMotion(seed, frame_size)
+    return _MOTION_CACHE[key]
+
+
 # ------------------------------------------------------------------ training crops
 
 
@@ -264,6 +332,7 @@ def crop_batch(
     crop: int,
     rng: np.random.Generator,
     augment: bool = True,
+    with_flow: bool = False,
 ) -> dict[str, np.ndarray]:
     """A random training batch: for each item a random interval, inserted instant
     (tau = k/GT_FACTOR) and crop; voxel grids are built from the events inside the crop.
@@ -272,6 +341,12 @@ def crop_batch(
     before_reversed_voxel, after_voxel [B,5,S,S]; tau [B]. With augment, random
     horizontal/vertical flips and time reversal (keyframes swapped, event times mirrored,
     polarities negated, tau -> 1 - tau).
+
+    with_flow adds the ground-truth backward flows (`SceneMotion`) from the inserted
+    instant to the before and the after keyframe: before_flow, after_flow [B,2,S,S]
+    float32 (channel 0 dy, channel 1 dx, pixels), what the flow network should output
+    for the before (reversed) and after voxel grids; flips and time reversal are applied
+    to them too. The random draws are the same with or without it.
     """
     from models.timelens import NUM_BINS, reversed_voxel_grid, voxel_grid
 
@@ -286,6 +361,9 @@ def crop_batch(
         )
     }
     out["tau"] = np.empty(batch, np.float32)
+    if with_flow:
+        out["before_flow"] = np.empty((batch, 2, crop, crop), np.float32)
+        out["after_flow"] = np.empty((batch, 2, crop, crop), np.float32)
     for b in range(batch):
         seq = sequences[int(rng.integers(len(sequences)))]
         i = int(rng.integers(len(seq)))
@@ -302,8 +380,11 @@ def crop_batch(
         ev = seq.events.time_slice(t0, t1)
         sel = (ev.x >= x0) & (ev.x < x0 + s) & (ev.y >= y0) & (ev.y < y0 + s)
         ex, ey, et, ep = ev.x[sel] - x0, ev.y[sel] - y0, ev.t[sel], ev.p[sel].astype(np.int8)
+        t_before, t_after = t0, t1
+        instant = split
         if augment and rng.random() < 0.5:  # time reversal
             f0, f1 = f1, f0
+            t_before, t_after = t1, t0
             et = (t0 + t1) - et[::-1]
             ex, ey, ep = ex[::-1], ey[::-1], 1 - ep[::-1]
             split = t0 + t1 - split
@@ -332,14 +413,28 @@ def crop_batch(
         )
         imgs = [np.moveaxis(a, -1, 0).astype(np.float32) / 255.0 for a in (f0, f1, g)]
         arrays = [*imgs, vb, va]
+        keys = ["before_rgb", "after_rgb", "gt", "before_voxel", "after_voxel"]
+        if with_flow:
+            motion = scene_motion(seq.seed, (w, h))
+            arrays += [
+                motion.backward_flow(instant, t_before, x0, y0, s, s),
+                motion.backward_flow(instant, t_after, x0, y0, s, s),
+            ]
+            keys += ["before_flow", "after_flow"]
         if augment:
             if rng.random() < 0.5:
                 arrays = [a[..., ::-1] for a in arrays]
+                if with_flow:  # mirrored x: dx changes sign
+                    arrays[5:] = [
+                        a * np.array([1, -1], np.float32)[:, None, None] for a in arrays[5:]
+                    ]
             if rng.random() < 0.5:
                 arrays = [a[..., ::-1, :] for a in arrays]
-        for key, a in zip(
-            ("before_rgb", "after_rgb", "gt", "before_voxel", "after_voxel"), arrays, strict=True
-        ):
+                if with_flow:
+                    arrays[5:] = [
+                        a * np.array([-1, 1], np.float32)[:, None, None] for a in arrays[5:]
+                    ]
+        for key, a in zip(keys, arrays, strict=True):
             out[key][b] = a
         out["tau"][b] = (split - t0) / float(t1 - t0)
     out["before_reversed_voxel"] = np.ascontiguousarray(reversed_voxel_grid(out["before_voxel"]))

@@ -20,10 +20,11 @@ SHIPPED_CHECKPOINT = WEIGHTS_DIR / "timelens_sim_small.pt"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 MODEL_NAMES = ("timelens", "timelens:PATH", "integration", "flow", "blend")
-# Stays "integration": the shipped demo weights (a CPU-budget training run) do not yet
-# beat the blend and flow baselines on the held-out simulated sequences and cost seconds
-# per interval on a CPU (docs/model.md). Switch to "timelens" with better weights.
-DEFAULT_MODEL = "integration"
+# TimeLens with the shipped weights: on held-out simulated sequences it beats blending
+# and event integration (docs/model.md). On a CPU it takes about a second per interval,
+# so live on a CPU most intervals are skipped (and listed for replay); on a GPU, or with
+# several workers, it keeps up. Pick `integration` or `flow` for fast CPU previews.
+DEFAULT_MODEL = "timelens"
 
 
 class ModelError(RuntimeError):

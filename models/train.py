@@ -59,6 +59,13 @@ STAGES: tuple[tuple[str, float, tuple[str, ...], tuple[str, ...]], ...] = (
         ("final",),
     ),
 )
+#: Optional first stage (`TrainConfig.flow_steps`): the flow U-Net alone, L1 between its
+#: two outputs and the simulator's exact backward flows (`models.dataset.SceneMotion`).
+FLOW_STAGE: tuple[str, tuple[str, ...], tuple[str, ...]] = (
+    "flow",
+    ("flow_network",),
+    ("before_flow", "after_flow"),
+)
 #: Validation seeds: below the training range and above any eval range we use (0..N).
 VAL_SEEDS = (900, 901, 902, 903)
 
@@ -87,32 +94,71 @@ class TrainConfig:
     log_every: int = 10
     cache_dir: str = str(DEFAULT_CACHE)
     zero_init_heads: bool = False
+    #: Steps of ground-truth flow pretraining before the staged recipe (0: none); the
+    #: staged recipe's fractions then apply to the remaining steps.
+    flow_steps: int = 0
+    #: Weight of the ground-truth flow L1 (pixels) added to the loss of later stages that
+    #: train the flow U-Net (0: none).
+    flow_weight: float = 0.0
+    #: Learning-rate multiplier for the flow U-Net's last conv during the flow stage: its
+    #: outputs are pixel flows (tens of pixels) computed from sparse voxel grids, and
+    #: Adam moves each weight by about lr per step, so at the base rate the flows grow
+    #: far too slowly.
+    flow_head_lr_mult: float = 1.0
+    #: Start a new run from this checkpoint's weights instead of a random initialisation.
+    init: str = ""
     history: list = field(default_factory=list)
     stages: list = field(default_factory=lambda: [list(s[:2]) for s in STAGES])
 
 
-def stage_at(step: int, total: int) -> int:
-    """Index of the stage that step (0-based) belongs to."""
+def _fractions(fractions: Sequence[float] | None) -> list[float]:
+    return [s[1] for s in STAGES] if fractions is None else [float(f) for f in fractions]
+
+
+def stage_at(step: int, total: int, fractions: Sequence[float] | None = None) -> int:
+    """Index of the stage that step (0-based) belongs to (fractions: share of each of
+    STAGES, default their own)."""
     edge = 0.0
-    for i, (_, frac, _, _) in enumerate(STAGES):
+    for i, frac in enumerate(_fractions(fractions)):
         edge += frac
         if step < round(edge * total):
             return i
     return len(STAGES) - 1
 
 
-def stage_bounds(index: int, total: int) -> tuple[int, int]:
-    start = round(sum(s[1] for s in STAGES[:index]) * total)
-    end = round(sum(s[1] for s in STAGES[: index + 1]) * total)
+def stage_bounds(
+    index: int, total: int, fractions: Sequence[float] | None = None
+) -> tuple[int, int]:
+    fr = _fractions(fractions)
+    start = round(sum(fr[:index]) * total)
+    end = round(sum(fr[: index + 1]) * total)
     return start, max(end, start + 1)
 
 
-def learning_rate(step: int, total: int, base: float) -> float:
-    """Cosine decay from base to base/10 within each stage (each module starts fresh)."""
-    i = stage_at(step, total)
-    start, end = stage_bounds(i, total)
-    p = (step - start) / max(1, end - start)
+def _cosine(p: float, base: float) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
+
+
+def learning_rate(
+    step: int, total: int, base: float, fractions: Sequence[float] | None = None
+) -> float:
+    """Cosine decay from base to base/10 within each stage (each module starts fresh)."""
+    i = stage_at(step, total, fractions)
+    start, end = stage_bounds(i, total, fractions)
+    return _cosine((step - start) / max(1, end - start), base)
+
+
+def run_stage(step: int, cfg: TrainConfig) -> tuple[str, tuple[str, ...], tuple[str, ...], float]:
+    """(name, U-Nets trained, loss terms, learning rate) at step (0-based) of a run:
+    the ground-truth flow stage for the first cfg.flow_steps steps, then STAGES (with
+    the run's fractions) over the rest."""
+    if step < cfg.flow_steps:
+        return (*FLOW_STAGE, _cosine(step / max(1, cfg.flow_steps), cfg.lr))
+    fractions = [f for _, f in cfg.stages]
+    rest = max(1, cfg.steps - cfg.flow_steps)
+    i = stage_at(step - cfg.flow_steps, rest, fractions)
+    name, _, trainable, terms = STAGES[i]
+    return name, trainable, terms, learning_rate(step - cfg.flow_steps, rest, cfg.lr, fractions)
 
 
 def zero_init_heads(model: TimeLens) -> None:
@@ -125,6 +171,19 @@ def zero_init_heads(model: TimeLens) -> None:
         head = getattr(model, name).conv3
         torch.nn.init.zeros_(head.weight)
         torch.nn.init.zeros_(head.bias)
+
+
+def make_optimizer(model: TimeLens, cfg: TrainConfig) -> torch.optim.Adam:
+    """Adam over all weights; with a flow-head multiplier, the flow U-Net's last conv is
+    a separate parameter group (named "flow_head") so its rate can differ."""
+    if cfg.flow_head_lr_mult == 1.0:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    head = list(model.flow_network.conv3.parameters())
+    ids = {id(p) for p in head}
+    rest = [p for p in model.parameters() if id(p) not in ids]
+    return torch.optim.Adam(
+        [{"params": rest, "name": "rest"}, {"params": head, "name": "flow_head"}], lr=cfg.lr
+    )
 
 
 def forward_parts(
@@ -145,11 +204,15 @@ def forward_parts(
     vb, vr, va = batch["before_voxel"], batch["before_reversed_voxel"], batch["after_voxel"]
     n = b0.shape[0]
     out: dict[str, torch.Tensor] = {}
-    out["fusion"] = run("fusion_network", torch.cat([vb, b0, va, b1], 1))
+    if set(needed) - {"before_flow", "after_flow"}:
+        out["fusion"] = run("fusion_network", torch.cat([vb, b0, va, b1], 1))
     flows = run("flow_network", torch.cat([vr, va], 0))
+    out["before_flow"], out["after_flow"] = flows[:n], flows[n:]
+    if not set(needed) - {"before_flow", "after_flow"}:
+        return out
     warped = backward_warp(torch.cat([b0, b1], 0), flows)
     out["before_warped"], out["after_warped"] = warped[:n], warped[n:]
-    if not set(needed) - {"fusion", "before_warped", "after_warped"}:
+    if not set(needed) - {"fusion", "before_warped", "after_warped", "before_flow", "after_flow"}:
         return out
     residual = run(
         "flow_refinement_network",
@@ -233,7 +296,7 @@ class Trainer:
             self.cfg = cfg = TrainConfig(**saved)
             self.step = int(state["step"])
             self.elapsed = float(state.get("elapsed_s", 0.0))
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+            self.opt = make_optimizer(self.model, cfg)
             self.opt.load_state_dict(state["optimizer"])
             log(f"resuming {self.out} at step {self.step}/{cfg.steps}")
         else:
@@ -243,10 +306,19 @@ class Trainer:
                     "use --resume to continue it or choose another --out"
                 )
             torch.manual_seed(cfg.seed)
-            self.model = TimeLens(width=cfg.width, swap_refined=False)
+            if cfg.init:
+                self.model = TimeLens.load(cfg.init)
+                if abs(self.model.width - cfg.width) > 1e-9 or self.model.swap_refined:
+                    raise TrainError(
+                        f"--init {cfg.init}: width {self.model.width} / swap_refined "
+                        f"{self.model.swap_refined}, the run needs width {cfg.width} and "
+                        "the paper pairing"
+                    )
+            else:
+                self.model = TimeLens(width=cfg.width, swap_refined=False)
             if cfg.zero_init_heads:
                 zero_init_heads(self.model)
-            self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+            self.opt = make_optimizer(self.model, cfg)
         self.out.mkdir(parents=True, exist_ok=True)
         seeds = train_seeds(cfg.train_sequences)
         assert min(seeds) >= TRAIN_SEED_BASE > max(VAL_SEEDS)
@@ -270,13 +342,13 @@ class Trainer:
 
     def run(self) -> Path:
         cfg = self.cfg
+        self._fractions = [f for _, f in cfg.stages]
         csv_path = self.out / "loss.csv"
         rows = _read_rows(csv_path, self.step)
         window: list[float] = []
         t_last = time.perf_counter()
         while self.step < cfg.steps:
-            si = stage_at(self.step, cfg.steps)
-            name, _, trainable, terms = STAGES[si]
+            name, trainable, terms, lr = run_stage(self.step, cfg)
             for unet in (
                 "fusion_network",
                 "flow_network",
@@ -284,13 +356,23 @@ class Trainer:
                 "attention_network",
             ):
                 getattr(self.model, unet).requires_grad_(unet in trainable)
-            lr = learning_rate(self.step, cfg.steps, cfg.lr)
             for g in self.opt.param_groups:
-                g["lr"] = lr
+                mult = cfg.flow_head_lr_mult if name == FLOW_STAGE[0] else 1.0
+                g["lr"] = lr * (mult if g.get("name") == "flow_head" else 1.0)
             rng = np.random.default_rng([cfg.seed, self.step])
-            batch = _to_torch(crop_batch(self.train, cfg.batch, cfg.crop, rng))
+            with_flow = name == FLOW_STAGE[0] or (
+                cfg.flow_weight > 0 and "flow_network" in trainable
+            )
+            batch = _to_torch(crop_batch(self.train, cfg.batch, cfg.crop, rng, with_flow=with_flow))
             parts = forward_parts(self.model, batch, terms, trainable)
-            loss = sum(F.l1_loss(parts[t], batch["gt"]) for t in terms) / len(terms)
+            # Flow terms are compared with the ground-truth flows, images with the frame.
+            loss = sum(
+                F.l1_loss(parts[t], batch[t] if t.endswith("_flow") else batch["gt"]) for t in terms
+            ) / len(terms)
+            if with_flow and name != FLOW_STAGE[0]:
+                loss = loss + cfg.flow_weight * 0.5 * sum(
+                    F.l1_loss(parts[t], batch[t]) for t in ("before_flow", "after_flow")
+                )
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
@@ -318,9 +400,11 @@ class Trainer:
                 )
                 window.clear()
                 _write_rows(csv_path, rows)
-                draw_loss_curve(rows, self.out / "loss.png", cfg.steps)
+                draw_loss_curve(
+                    rows, self.out / "loss.png", cfg.steps, cfg.flow_steps, self._fractions
+                )
         _write_rows(csv_path, rows)
-        draw_loss_curve(rows, self.out / "loss.png", cfg.steps)
+        draw_loss_curve(rows, self.out / "loss.png", cfg.steps, cfg.flow_steps, self._fractions)
         return self.out / CHECKPOINT_FILE
 
     def save(self) -> None:
@@ -328,7 +412,7 @@ class Trainer:
         meta = {
             "trained_by": "slomo-rig train",
             "step": self.step,
-            "stage": STAGES[stage_at(self.step - 1, cfg.steps)][0],
+            "stage": run_stage(self.step - 1, cfg)[0],
             "recipe": json.dumps(asdict(cfg)),
             "train_seeds": f"{TRAIN_SEED_BASE}..{TRAIN_SEED_BASE + cfg.train_sequences - 1}",
             "train_wall_s": round(self.elapsed, 1),
@@ -367,9 +451,15 @@ def _write_rows(path: Path, rows: list[list]) -> None:
     tmp.replace(path)
 
 
-def draw_loss_curve(rows: list[list], path: Path, total_steps: int) -> None:
-    """Training loss (log scale, raw and smoothed) and validation PSNR, with stage
-    boundaries, drawn with OpenCV."""
+def draw_loss_curve(
+    rows: list[list],
+    path: Path,
+    total_steps: int,
+    flow_steps: int = 0,
+    fractions: Sequence[float] | None = None,
+) -> None:
+    """Training loss (log scale, raw and smoothed; the flow stage's loss is in pixels)
+    and validation PSNR, with stage boundaries, drawn with OpenCV."""
     if not rows:
         return
     W, H, L, R, T, B = 900, 480, 70, 70, 40, 50
@@ -388,13 +478,17 @@ def draw_loss_curve(rows: list[list], path: Path, total_steps: int) -> None:
 
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.rectangle(img, (L, T), (W - R, H - B), (0, 0, 0), 1)
-    for i in range(1, len(STAGES)):
-        s0, _ = stage_bounds(i, total_steps)
+    rest = max(1, total_steps - flow_steps)
+    starts = [(FLOW_STAGE[0], 0)] if flow_steps else []
+    starts += [
+        (name, flow_steps + stage_bounds(i, rest, fractions)[0])
+        for i, (name, *_rest) in enumerate(STAGES)
+    ]
+    for i, (name, s0) in enumerate(starts):
         x = int(L + (W - L - R) * s0 / xmax)
-        cv2.line(img, (x, T), (x, H - B), (200, 200, 200), 1)
-    for i, (name, *_rest) in enumerate(STAGES):
-        s0, _ = stage_bounds(i, total_steps)
-        x = int(L + (W - L - R) * s0 / xmax) + 3
+        if i:
+            cv2.line(img, (x, T), (x, H - B), (200, 200, 200), 1)
+        x += 3
         cv2.putText(img, name, (x, T + 14 + 14 * (i % 2)), font, 0.4, (120, 120, 120), 1)
     cv2.polylines(img, [px(steps, loss, lo, hi)], False, (230, 190, 150), 1, cv2.LINE_AA)
     k = max(1, len(loss) // 50)

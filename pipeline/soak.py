@@ -22,6 +22,10 @@ from pipeline.live import LiveOptions, run_live
 from rig.sim.config import SimConfig
 from rig.sim.rig import SimulatedRig
 
+# The soak tests the pipeline, not the model: a fast interpolator, so that the replay of
+# every interval fits in minutes on a CPU.
+SOAK_MODEL = "blend"
+
 
 def _raw_counts(path: Path) -> tuple[int, int, int]:
     rec = dv.io.MonoCameraRecording(str(path))
@@ -47,7 +51,7 @@ def run_soak(
     minutes: float,
     kill_every_s: float = 60.0,
     workers: int = 2,
-    model: str | None = None,
+    model: str = SOAK_MODEL,
     replay: bool = True,
     log=print,
 ) -> dict[str, Any]:
@@ -84,8 +88,7 @@ def run_soak(
         heartbeat_timeout_s=3.0,
         session_name=None,
     )
-    if model:
-        opts.model = model
+    opts.model = model
     t0 = time.monotonic()
     try:
         result = run_live(
@@ -174,6 +177,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--kill-every", type=float, default=60.0, help="seconds between worker kills")
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--model", default=None, help="model (default: the live default)")
+    p.add_argument(
+        "--model", default=SOAK_MODEL, help="model live and in replay (default: %(default)s)"
+    )
     p.add_argument("--out", type=Path, default=Path("sessions/soak"))
     p.set_defaults(func=cmd_soak)

@@ -79,7 +79,7 @@ def test_recorder_crash_keeps_raw_and_says_so(tmp_path):
         frames,
         mapper,
         {"backend": "sim"},
-        LiveOptions(out=tmp_path, progress=False),
+        LiveOptions(out=tmp_path, progress=False, model="integration"),  # frames before the kill
         on_started=kill_recorder,
     )
     m = result.manifest

@@ -123,6 +123,8 @@ def davis_file(sim, tmp_path_factory) -> Path:
 def replay(src_path, out, opts: InputOptions | None = None, **kw) -> dict:
     kw.setdefault("factor", 4)
     kw.setdefault("format", "png")
+    # These tests are about inputs, damage and resuming, not quality: a fast model.
+    kw.setdefault("model", "integration")
     kw.setdefault("progress", False)
     with open_input(src_path, opts) as src:
         return run_replay(src, ReplayOptions(out, **kw))
@@ -520,6 +522,8 @@ def test_cli_prints_what_was_skipped(sim, tmp_path, capsys):
             "--format",
             "png",
             "--quiet",
+            "--model",
+            "integration",
         ]
     )
     out = capsys.readouterr().out
@@ -652,7 +656,7 @@ def test_hard_kill_then_resume_matches_an_uninterrupted_replay(tmp_path):
     rec = tmp_path / "long.aedat4"
     write_sim_davis(rec, 3.0, sim_config())
     cmd = [sys.executable, "-m", "pipeline.replay_commands", "replay", str(rec), "--factor", "4"]
-    cmd += ["--format", "png", "--quiet"]
+    cmd += ["--format", "png", "--quiet", "--model", "integration"]
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.Popen([*cmd, "--out", str(tmp_path / "killed")], cwd=root)
     state = tmp_path / "killed" / "replay_state.json"
