@@ -303,6 +303,16 @@ class TimeLens(nn.Module):
         torch.save(blob, path)
 
 
+def _looks_like_torch_file(path: Path) -> bool:
+    """A torch zip archive or a legacy pickle: worth the "trust_pickle" advice; anything
+    else is a corrupt or foreign file."""
+    import zipfile
+
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return zipfile.is_zipfile(path) or head[:1] == b"\x80"
+
+
 def _read_torch_file(path: str | Path, trust_pickle: bool, map_location: str) -> dict:
     path = Path(path)
     if not path.exists():
@@ -314,6 +324,12 @@ def _read_torch_file(path: str | Path, trust_pickle: bool, map_location: str) ->
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} is not a file. Give the path of the .bin/.pt file."
+        )
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(
+            f"{path} is not a torch checkpoint (neither a torch archive nor a pickle): the "
+            "file is damaged or of another kind. Check that the download is complete and "
+            "that this is the TimeLens checkpoint file."
         )
     try:
         blob = torch.load(path, map_location=map_location, weights_only=not trust_pickle)

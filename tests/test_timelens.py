@@ -127,8 +127,15 @@ def test_missing_file_error(tmp_path: Path) -> None:
 def test_non_torch_file_error(tmp_path: Path) -> None:
     path = tmp_path / "notes.bin"
     path.write_text("this is not a checkpoint\n")
-    with pytest.raises(CheckpointError, match=r"notes\.bin is not a readable torch checkpoint"):
+    with pytest.raises(CheckpointError, match=r"notes\.bin is not a torch checkpoint.*damaged"):
         TimeLens.from_official_checkpoint(path)
+    # a torch archive cut short is a damaged file too, not a question of trust
+    good = tmp_path / "ok.pt"
+    torch.save({"networks": {}}, good)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(good.read_bytes()[:60])
+    with pytest.raises(CheckpointError, match=r"cut\.pt is not a"):
+        TimeLens.load(cut)
 
 
 def test_missing_networks_error(tmp_path: Path) -> None:
