@@ -104,7 +104,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q = msub.add_parser("export", help="checkpoint (.pt/.pth/.bin) -> ONNX")
     q.add_argument("checkpoint", type=Path)
     q.add_argument("--out", type=Path, default=None, help="default: checkpoint with .onnx")
-    q.add_argument("--fp16", action="store_true", help="U-Nets in half precision (GPU use)")
+    prec = q.add_mutually_exclusive_group()
+    prec.add_argument("--fp16", action="store_true", help="U-Nets in half precision (GPU use)")
+    prec.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an int8 model for fast CPU workers (calibrated on simulated "
+        "intervals; use it with --model timelens:FILE.int8.onnx)",
+    )
     q.add_argument("--trust-pickle", action="store_true", help=_TRUST_HELP)
     q.set_defaults(func=cmd_export)
     q = msub.add_parser("info", help="width, parameters and metadata of a .pt/.pth/.bin/.onnx")
@@ -220,6 +227,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = args.out or args.checkpoint.with_suffix(".fp16.onnx" if args.fp16 else ".onnx")
     path = _export(args.checkpoint, out, args.fp16, args.trust_pickle)
     _print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if args.int8:
+        from models.quantize import quantize_onnx, simulated_calibration_inputs
+
+        int8 = quantize_onnx(path, path.with_suffix(".int8.onnx"), simulated_calibration_inputs())
+        _print(f"wrote {int8} ({int8.stat().st_size / 1e6:.1f} MB, int8 for CPU workers)")
     return 0
 
 

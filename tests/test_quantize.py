@@ -140,3 +140,34 @@ def test_bench_has_int8_rows(tmp_path: Path) -> None:
     table = format_table(rows)
     int8_line = next(line for line in table.splitlines() if "| int8 |" in line)
     assert int8_line.endswith("x |")  # its speed ratio against eager from the same run
+
+
+def test_model_export_int8_runs_as_a_model_spec(tmp_path):
+    """`slomo-rig model export --int8` writes a CPU int8 model that `--model
+    timelens:FILE.int8.onnx` runs, close to its fp32 export."""
+    import numpy as np
+
+    from models.registry import make_interpolator
+    from pipeline.cli import main
+    from pipeline.jobs import IntervalJob, inserted_timestamps
+    from rig.types import EventBatch
+
+    torch.manual_seed(0)
+    TimeLens(width=0.25).save(tmp_path / "w.pt")
+    assert main(["model", "export", str(tmp_path / "w.pt"), "--int8"]) == 0
+    rng = np.random.default_rng(0)
+    n = 3000
+    ev = EventBatch(
+        np.sort(rng.integers(0, 20_000, n)).astype(np.int64),
+        rng.uniform(0, 63, n).astype(np.float32),
+        rng.uniform(0, 47, n).astype(np.float32),
+        rng.integers(0, 2, n).astype(np.int8),
+    )
+    f0 = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    job = IntervalJob(
+        0, f0, np.roll(f0, 2, axis=1), 0, 20_000, ev, inserted_timestamps(0, 20_000, 4)
+    )
+    fp32 = make_interpolator(f"timelens:{tmp_path / 'w.onnx'}").interpolate(job)
+    int8 = make_interpolator(f"timelens:{tmp_path / 'w.int8.onnx'}").interpolate(job)
+    assert int8.shape == fp32.shape == (3, 48, 64, 3)
+    assert np.abs(int8.astype(int) - fp32.astype(int)).mean() < 3.0
