@@ -135,8 +135,12 @@ class _SimMixin:
                 return None
 
 
-class SimEventSource(_SimMixin, EventSource):
-    """Events and trigger edges of the simulated rig, one chunk (10 ms) per read."""
+class _SimSource(_SimMixin):
+    """Constructor and discovery shared by both simulated sources; each subclass names
+    its kind and which of the rig's sizes is its resolution."""
+
+    _kind: str
+    _size_field: str
 
     def __init__(
         self,
@@ -145,35 +149,30 @@ class SimEventSource(_SimMixin, EventSource):
         duration_s: float | None = None,
         driver: _SimDriver | None = None,
     ) -> None:
-        EventSource.__init__(self)
+        super().__init__()  # the EventSource / FrameSource base
         self._init_driver(config, driver, duration_s)
-        self.resolution = self.rig.config.event_size
+        self.resolution = getattr(self.rig.config, self._size_field)
 
     @classmethod
     def find(cls) -> list[DeviceInfo]:
-        return [DeviceInfo("sim", "simulated", "sim-events-0", "events", "procedural scene")]
+        return [DeviceInfo("sim", "simulated", f"sim-{cls._kind}-0", cls._kind, "procedural scene")]
+
+
+class SimEventSource(_SimSource, EventSource):
+    """Events and trigger edges of the simulated rig, one chunk (10 ms) per read."""
+
+    _kind = "events"
+    _size_field = "event_size"
 
     def read(self, timeout_s: float = 1.0) -> EventSlice | None:
         return self._read(self._driver.events, timeout_s)
 
 
-class SimFrameSource(_SimMixin, FrameSource):
+class SimFrameSource(_SimSource, FrameSource):
     """Motion-blurred RGB frames of the simulated rig, timestamps on its own clock."""
 
-    def __init__(
-        self,
-        config: SimConfig | None = None,
-        *,
-        duration_s: float | None = None,
-        driver: _SimDriver | None = None,
-    ) -> None:
-        FrameSource.__init__(self)
-        self._init_driver(config, driver, duration_s)
-        self.resolution = self.rig.config.frame_size
-
-    @classmethod
-    def find(cls) -> list[DeviceInfo]:
-        return [DeviceInfo("sim", "simulated", "sim-frames-0", "frames", "procedural scene")]
+    _kind = "frames"
+    _size_field = "frame_size"
 
     def read(self, timeout_s: float = 1.0) -> Frame | None:
         return self._read(self._driver.frames, timeout_s)
