@@ -9,8 +9,9 @@ running device->rig line fitted to the pairs matched so far and takes the edge n
 the prediction within a tolerance; a frame whose edge is missing gets the predicted
 time, an edge that no frame claims is counted as spurious.
 
-Without a wire, `estimate_offset_software` finds the offset (and drift, from windows)
-by correlating the frame-to-frame intensity change with the event rate.
+Without a wire, `HostClockSync` ties both streams to the host clock live (a few ms),
+and `rig.software_sync.estimate_offset_software` refines the offset (and drift) offline
+from the frames and events themselves.
 
 `ClockMapping` is the fitted device->rig line; its residuals tell how good the sync is.
 """
@@ -23,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from rig.types import EventBatch, Frame
+from rig.types import Frame
 
 
 class SyncError(RuntimeError):
@@ -395,222 +396,6 @@ def match_triggers(
     return out, sync.report()
 
 
-# -- software sync (no wire) ---------------------------------------------------------
-def _frame_change(frames: Sequence[Frame]) -> np.ndarray:
-    """Mean absolute grey-level change between consecutive frames."""
-    prev = None
-    out = []
-    for f in frames:
-        g = f.image.astype(np.float32)
-        g = g.mean(axis=2) if g.ndim == 3 else g
-        if prev is not None:
-            out.append(float(np.mean(np.abs(g - prev))))
-        prev = g
-    return np.array(out, np.float64)
-
-
-def _correlate(
-    t_events: np.ndarray,
-    mids: np.ndarray,
-    change: np.ndarray,
-    offsets: np.ndarray,
-    min_overlap: float,
-) -> np.ndarray:
-    """Normalised correlation of `change` with the event count between consecutive
-    mid-exposures, for every candidate offset; -inf where overlap is too small."""
-    q = mids[None, :] + offsets[:, None]  # (O, K+1)
-    cum = np.searchsorted(t_events, q.ravel()).reshape(q.shape).astype(np.float64)
-    counts = np.diff(cum, axis=1)  # (O, K)
-    lo, hi = t_events[0], t_events[-1]
-    inside = (q[:, :-1] >= lo) & (q[:, 1:] <= hi)
-    n_in = inside.sum(axis=1)
-    score = np.full(len(offsets), -np.inf)
-    ok = n_in >= max(5, int(min_overlap * len(change)))
-    for o in np.nonzero(ok)[0]:
-        m = inside[o]
-        a, b = change[m], counts[o, m]
-        sa, sb = a.std(), b.std()
-        if sa > 0 and sb > 0:
-            score[o] = float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
-    return score
-
-
-def _best_offset(
-    t_events: np.ndarray,
-    mids: np.ndarray,
-    change: np.ndarray,
-    lo: float,
-    hi: float,
-    period: float,
-    min_overlap: float,
-) -> tuple[float, float]:
-    coarse_step = max(50.0, period / 8)
-    offsets = np.arange(lo, hi + coarse_step, coarse_step)
-    score = _correlate(t_events, mids, change, offsets, min_overlap)
-    if not np.isfinite(score).any():
-        raise SyncError(
-            "software sync: the frames and events do not overlap in time for any offset "
-            f"in [{lo:.0f}, {hi:.0f}] µs: record both cameras at the same time"
-        )
-    o0 = offsets[int(np.argmax(score))]
-    fine = np.arange(o0 - 2 * coarse_step, o0 + 2 * coarse_step + 1, 20.0)
-    s = _correlate(t_events, mids, change, fine, min_overlap)
-    i = int(np.argmax(s))
-    best = float(fine[i])
-    if 0 < i < len(s) - 1 and np.isfinite(s[i - 1 : i + 2]).all():
-        den = s[i - 1] - 2 * s[i] + s[i + 1]
-        if den < 0:
-            best += 20.0 * 0.5 * (s[i - 1] - s[i + 1]) / den
-    return best, float(s[i])
-
-
-def _cell_change(frames: Sequence[Frame], grid: int) -> np.ndarray:
-    """Frame-to-frame change per grid cell: (cells, K-1)."""
-    prev = None
-    out = []
-    for f in frames:
-        g = f.image.astype(np.float32)
-        g = g.mean(axis=2) if g.ndim == 3 else g
-        h, w = g.shape
-        g = g[: h - h % grid, : w - w % grid]
-        if prev is not None:
-            d = np.abs(g - prev).reshape(grid, g.shape[0] // grid, grid, g.shape[1] // grid)
-            out.append(d.mean(axis=(1, 3)).ravel())
-        prev = g
-    return np.array(out, np.float64).T
-
-
-def _refine_grid(
-    events: EventBatch,
-    resolution: tuple[int, int],
-    frames: Sequence[Frame],
-    mids: np.ndarray,
-    centre: float,
-    half_range: float,
-    grid: int,
-) -> tuple[float, float]:
-    """Sharpen the offset with per-cell signals: an object entering one cell is a far
-    crisper feature than the slowly varying global motion energy. Assumes both cameras
-    see roughly the same field of view (beam splitter or side by side, far scene)."""
-    w, h = resolution
-    cx = np.clip((events.x.astype(np.float64) * grid / w).astype(np.int64), 0, grid - 1)
-    cy = np.clip((events.y.astype(np.float64) * grid / h).astype(np.int64), 0, grid - 1)
-    cell = cy * grid + cx
-    change = _cell_change(frames, grid)  # (C, K)
-    t = np.asarray(events.t, np.int64)
-    per_cell = [t[cell == c] for c in range(grid * grid)]
-    offsets = np.arange(centre - half_range, centre + half_range + 1, 50.0)
-    score = np.full(len(offsets), -np.inf)
-    lo, hi = t[0], t[-1]
-    for k, o in enumerate(offsets):
-        q = mids + o
-        m = (q[:-1] >= lo) & (q[1:] <= hi)
-        if m.sum() < 5:
-            continue
-        a_all, b_all = [], []
-        for c in range(grid * grid):
-            cnt = np.diff(np.searchsorted(per_cell[c], q)).astype(np.float64)[m]
-            a = change[c][m]
-            a_all.append(a - a.mean())
-            b_all.append(cnt - cnt.mean())
-        a = np.concatenate(a_all)
-        b = np.concatenate(b_all)
-        den = np.sqrt(np.sum(a * a) * np.sum(b * b))
-        if den > 0:
-            score[k] = float(np.sum(a * b) / den)
-    i = int(np.argmax(score))
-    if not np.isfinite(score[i]):
-        return centre, -1.0
-    best = float(offsets[i])
-    if 0 < i < len(score) - 1 and np.isfinite(score[i - 1 : i + 2]).all():
-        den = score[i - 1] - 2 * score[i] + score[i + 1]
-        if den < 0:
-            best += 50.0 * 0.5 * (score[i - 1] - score[i + 1]) / den
-    return best, float(score[i])
-
-
-def estimate_offset_software(
-    frames: Sequence[Frame],
-    events: EventBatch,
-    event_resolution: tuple[int, int] | None = None,
-    search_us: tuple[float, float] | None = None,
-    window_s: float | None = None,
-    grid: int = 4,
-    min_correlation: float = 0.3,
-) -> ClockMapping:
-    """Device->rig mapping without a wire, from image motion versus event rate.
-
-    Motion makes both the frames change and the events fire, so the count of events
-    between two mid-exposures (shifted by the offset) follows the frame difference.
-    A global search finds the offset to a fraction of a frame period; per-cell signals
-    on a grid x grid split of both images (grid=1 turns this off) then sharpen it.
-    event_resolution: (width, height) of the event sensor (default: from the events).
-    search_us bounds the offset (rig - device); by default every offset where at least
-    half the frames overlap the events. window_s splits long recordings into windows
-    whose offsets are fitted with a line, giving the drift too.
-    Raises SyncError when the scene is static or the correlation is too weak.
-    """
-    if len(frames) < 8:
-        raise SyncError(f"software sync needs at least 8 frames, got {len(frames)}")
-    if len(events) < 100:
-        raise SyncError(f"software sync needs events, got {len(events)}")
-    if grid < 1:
-        raise ValueError(f"grid must be >= 1, got {grid}")
-    t_ev = np.asarray(events.t, np.int64)
-    if event_resolution is None:
-        event_resolution = (int(events.x.max()) + 1, int(events.y.max()) + 1)
-    dev_mid = np.array([f.mid_exposure_us for f in frames], np.float64)
-    if np.any(np.diff(dev_mid) <= 0):
-        raise SyncError("software sync: frame timestamps are not increasing")
-    change = _frame_change(frames)
-    if change.std() == 0:
-        raise SyncError(
-            "software sync: the frames never change (static scene?): move something in "
-            "view of both cameras, or wire the trigger"
-        )
-    period = float(np.median(np.diff(dev_mid)))
-    if search_us is None:
-        lo = t_ev[0] - dev_mid[len(dev_mid) // 2]
-        hi = t_ev[-1] - dev_mid[len(dev_mid) // 2]
-    else:
-        lo, hi = search_us
-    off, score = _best_offset(t_ev, dev_mid, change, lo, hi, period, 0.5)
-    if score < min_correlation:
-        raise SyncError(
-            f"software sync: frame change and event rate correlate only {score:.2f} "
-            f"(need {min_correlation}): record more motion, or wire the trigger"
-        )
-
-    def refine(sel: np.ndarray, centre: float) -> tuple[float, float]:
-        if grid == 1:
-            return centre, 1.0
-        return _refine_grid(
-            events, event_resolution, [frames[i] for i in sel], dev_mid[sel], centre, period, grid
-        )
-
-    everything = np.arange(len(frames))
-    if window_s is None or (dev_mid[-1] - dev_mid[0]) < 2.5 * window_s * 1e6:
-        o, s = refine(everything, off)
-        o = o if s >= min_correlation else off
-        return ClockMapping(1.0, o, 0.0, 0.0, len(frames), "software")
-    # Piecewise windows around the global answer, then a line through them.
-    win = window_s * 1e6
-    centres, offs = [], []
-    start = dev_mid[0]
-    while start + win <= dev_mid[-1] + 1:
-        sel = np.nonzero((dev_mid >= start) & (dev_mid < start + win))[0]
-        if len(sel) >= 8:
-            o, s = refine(sel, off)
-            if s >= min_correlation:
-                centres.append(float(np.mean(dev_mid[sel])))
-                offs.append(o)
-        start += win
-    if len(centres) < 2:
-        return ClockMapping(1.0, off, 0.0, 0.0, len(frames), "software")
-    c = np.array(centres)
-    return ClockMapping.fit(c, c + np.array(offs), "software-windows")
-
-
 class HostClockSync:
     """Live sync without a wire: both streams are tied to this computer's clock.
 
@@ -619,7 +404,8 @@ class HostClockSync:
     smallest (clock - host) differences seen are the ones with the least transport
     latency, so their running minima give the two offsets, and frames map onto the
     rig clock through the host clock. Good to a few milliseconds (USB/network
-    latency jitter); `estimate_offset_software` refines it offline from the data.
+    latency jitter); `rig.software_sync.estimate_offset_software` refines it offline from the data
+    (`slomo-rig sync SESSION`).
     Same interface as TriggerSync, so the capture node does not care which it has.
     """
 

@@ -1,5 +1,5 @@
-"""Clock sync: trigger matching (exact, with dropped and spurious edges) and the
-software fallback, on synthetic timestamps and on the simulated rig."""
+"""Clock sync by trigger matching (exact, with dropped and spurious edges), on synthetic
+timestamps and on the simulated rig. The software fallback: tests/test_software_sync.py."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from rig.sync import (
     ClockMapping,
     SyncError,
     TriggerSync,
-    estimate_offset_software,
     match_triggers,
 )
 from rig.types import EventBatch, Frame
@@ -113,20 +112,6 @@ def test_frames_going_back_in_time():
         sync.add_frame(Frame(IMG, 1, 50, 10))
 
 
-def test_software_sync_needs_motion():
-    frames = [Frame(IMG, i, i * 10_000, 1000) for i in range(20)]
-    ev = EventBatch(
-        np.arange(1000, dtype=np.int64) * 200,
-        np.zeros(1000, np.int16),
-        np.zeros(1000, np.int16),
-        np.ones(1000, np.int8),
-    )
-    with pytest.raises(SyncError, match="never change"):
-        estimate_offset_software(frames, ev)
-    with pytest.raises(SyncError, match="at least 8 frames"):
-        estimate_offset_software(frames[:3], ev)
-
-
 # -- on the simulated rig -------------------------------------------------------------
 sim = pytest.importorskip("rig.sim.rig")
 
@@ -177,14 +162,3 @@ def test_sim_triggers_dropped_and_spurious_within_5us(recording):
     assert len(out) == len(frames)
     assert rep.missing_edges == dropped and rep.spurious_edges == 15
     assert np.abs(np.array([f.timestamp_us for f in out]) - truth).max() <= 5
-
-
-def test_sim_software_sync(recording):
-    """No wire: the offset from image change versus event rate. The simulated sensor's
-    events lag the image change (threshold integration), which biases the estimate by
-    a fraction of a frame period; see the report for the measured error."""
-    rig, events, _, frames = recording
-    m = estimate_offset_software(frames, events, event_resolution=(64, 48))
-    dev = np.array([f.timestamp_us for f in frames])
-    err = np.abs(m.to_rig(dev) - _truth(rig, frames)).max()
-    assert err < 3_500, err  # < 1/3 of the 10 ms frame period
