@@ -59,11 +59,11 @@ class SoftwareSyncReport:
             "method": self.mapping.method,
             "mapping": self.mapping.to_dict(),
             "drift_ppm": self.mapping.drift_ppm,
-            "correlation": self.correlation,
-            "coarse_correlation": self.coarse_correlation,
-            "fast_events": self.fast_events,
-            "events": self.events,
-            "windows": self.windows,
+            "correlation": float(self.correlation),
+            "coarse_correlation": float(self.coarse_correlation),
+            "fast_events": int(self.fast_events),
+            "events": int(self.events),
+            "windows": int(self.windows),
             "notes": list(self.notes),
         }
 

@@ -2,6 +2,10 @@
 on the rig clock with their exposure) plus session.json and, when recorded, the
 calibration that was used.
 
+A session recorded without a trigger wire may carry a clock correction from
+`slomo-rig sync` (``clock_correction`` in session.json): keyframe times are mapped
+through it here, so the raw file stays as recorded and a new `sync` never stacks.
+
 The event->frame mapping, in order of preference: --calibration, the session's own
 calibration file, the simulated rig's known geometry (rig section of session.json),
 the identity when both sensors have one size.
@@ -9,16 +13,18 @@ the identity when both sensors have one size.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from pipeline.inputs.aedat4file import Aedat4File
-from pipeline.inputs.base import InputError, file_fingerprint
+from pipeline.inputs.base import InputError, Keyframe, file_fingerprint
 from pipeline.inputs.davis import Aedat4Source, pick_streams
 from pipeline.inputs.mapping import load_mapper
 from pipeline.session import CALIBRATION_FILE, RAW_FILE, Session, SessionError
+from rig.sync import ClockMapping
 
 
 def sim_homography(
@@ -40,6 +46,26 @@ def sim_homography(
         h = np.linalg.inv(side_by_side_homography(cfg.frame_size, cfg.event_size))
         h /= h[2, 2]
     return h, cfg.event_size, cfg.frame_size
+
+
+def clock_correction(manifest: dict[str, Any], path: Path) -> ClockMapping | None:
+    """The stored-time -> rig-time mapping `slomo-rig sync` left in session.json, if any."""
+    section = manifest.get("clock_correction")
+    if section is None:
+        return None
+    mapping = section.get("mapping") if isinstance(section, dict) else None
+    try:
+        if not isinstance(mapping, dict):
+            raise TypeError("no mapping")
+        scale, offset = float(mapping["scale"]), float(mapping["offset_us"])
+        if not (np.isfinite(scale) and np.isfinite(offset) and scale > 0):
+            raise ValueError("not finite")
+        return ClockMapping.from_dict(mapping)
+    except (KeyError, TypeError, ValueError):
+        raise InputError(
+            f"session {path}: its clock_correction in session.json is unreadable: run "
+            f"'slomo-rig sync {path}' again"
+        ) from None
 
 
 class SessionSource(Aedat4Source):
@@ -96,14 +122,29 @@ class SessionSource(Aedat4Source):
         src.session_path = session.path
         src.manifest = manifest
         src.mapping_from = how
+        src.event_to_frame = mapper
+        src.clock_correction = clock_correction(manifest, session.path)
+        if src.clock_correction is not None:
+            src.notes.append(src._clock_text())
         return src
 
     session_path: Path
     manifest: dict
     mapping_from: str
+    event_to_frame: Any  # EventToFrameMap, or None where events are in the frame grid
+    clock_correction: ClockMapping | None
+
+    def keyframes(self) -> Iterator[Keyframe]:
+        fix = self.clock_correction
+        for kf in super().keyframes():
+            yield kf if fix is None else Keyframe(kf.index, kf.image, fix.to_rig(kf.t_us))
 
     def fingerprint(self) -> list[dict[str, Any]]:
-        return [file_fingerprint(self.path)]
+        # A correction moves every keyframe: a replay started before `sync` must not resume.
+        fp = [file_fingerprint(self.path)]
+        if self.clock_correction is not None:
+            fp.append({"clock_correction": self.clock_correction.to_dict()})
+        return fp
 
     def describe(self) -> dict[str, Any]:
         live = self.manifest.get("output", {})
@@ -111,5 +152,18 @@ class SessionSource(Aedat4Source):
             **super().describe(),
             "session": str(self.session_path),
             "mapping": self.mapping_from,
+            "clock": self._clock_text(),
             "live_intervals_skipped": live.get("intervals_skipped"),
         }
+
+    def _clock_text(self) -> str:
+        fix = self.clock_correction
+        if fix is None:
+            return "as recorded"
+        # With drift, offset_us is the correction at device time 0, not a useful figure.
+        how = (
+            f"{fix.offset_us / 1e3:+.2f} ms"
+            if fix.scale == 1.0
+            else f"{fix.drift_ppm:+.1f} ppm drift"
+        )
+        return f"software clock correction from 'slomo-rig sync' applied ({how})"
