@@ -119,6 +119,12 @@ def _run_live(
     )
     result = run_live(events, frames, mapper, rig_info, opts)
     print(closing_summary(describe(result.session.path)))
+    if wiring != "trigger":
+        print(
+            "  clock           host clock only (a few ms): for full quality run "
+            f"`slomo-rig sync {result.session.path}` (needs brisk motion in the recording), "
+            "then replay"
+        )
     return 0 if result.manifest.get("status") == "complete" else 1
 
 

@@ -152,6 +152,7 @@ def test_record_with_pylon_emulator_and_dv_stream(rig_files, tmp_path):
     assert n_fr == manifest["capture"]["keyframes"] > 20
     assert manifest["output"]["interpolated_frames"] > 0
     assert manifest["sync"]["method"] == "host-clock"
+    assert "slomo-rig sync" in out  # the operator is told how to refine the clock
 
 
 def test_event_camera_gone_mid_recording(rig_files, tmp_path):
