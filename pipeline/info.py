@@ -71,6 +71,17 @@ def format_text(info: dict[str, Any]) -> str:
             f"clock    {clock.get('method')}: drift {clock.get('drift_ppm', 0):.2f} ppm, "
             f"residual rms {clock.get('residual_rms_us', 0):.2f} us over {clock.get('n', 0)} frames"
         )
+    fix = info.get("clock_correction")
+    if isinstance(fix, dict) and isinstance(fix.get("mapping"), dict):
+        m = fix["mapping"]
+        t = cap.get("first_event_us") or 0  # the correction at the start of the recording
+        shift = m.get("offset_us", 0) + (m.get("scale", 1.0) - 1.0) * t
+        lines.append(
+            f"clock    corrected by `slomo-rig sync` ({fix.get('method')}): "
+            f"{shift / 1e3:+.2f} ms at the start, drift {fix.get('drift_ppm', 0):+.2f} ppm, "
+            f"correlation {fix.get('correlation', 0):.2f}, {fix.get('fast_events', 0):,} fast "
+            "events; replay applies it"
+        )
     if out:
         lines.append(
             f"output   {out.get('frames_written', 0)} frames "

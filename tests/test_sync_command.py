@@ -107,6 +107,10 @@ def test_sync_recovers_the_clock_and_replay_applies_it(session, capsys):
     err = fix.to_rig(session["stored"]) - session["truth"]
     assert np.abs(err).max() <= TOLERANCE_US, f"errors {err.min()}..{err.max()} µs"
 
+    assert main(["info", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "corrected by `slomo-rig sync`" in shown and "ms at the start" in shown
+
     # Again: estimated from the stored times, so the same correction, not a second one.
     assert main(["sync", str(path)]) == 0
     again = json.loads((path / CLOCK_FILE).read_text())
