@@ -337,19 +337,25 @@ def estimate_offset_software(
             "of both cameras, check the calibration, or wire the trigger"
         )
 
-    fast = _fast_mask(pix, t, p, fast_gap_us)
-    n_fast = int(fast.sum())
-    if n_fast < MIN_FAST_EVENTS:
+    # Widen "fast" step by step when the motion is slow: a 3 ms neighbour still lags far
+    # less than a lone event, and falling back to every event costs milliseconds.
+    for gap in (fast_gap_us, 3 * fast_gap_us, 10 * fast_gap_us):
+        fast = _fast_mask(pix, t, p, gap)
+        n_fast = int(fast.sum())
+        if n_fast >= FEW_FAST_EVENTS:
+            break
+    if gap > fast_gap_us:
         notes.append(
-            f"only {n_fast} fast events (edges crossing pixels quickly): the fine search "
-            "used all events and may be late by milliseconds; record brisker motion"
-        )
-        fast = np.ones(len(t), bool)
-    elif n_fast < FEW_FAST_EVENTS:
-        notes.append(
-            f"few fast events ({n_fast}): the offset may be off by a millisecond or more; "
+            f"few fast events: used events with a same-pixel neighbour within "
+            f"{gap / 1000:g} ms ({n_fast}); the offset may be off by a millisecond or more: "
             "record brisker motion for a sharper estimate"
         )
+    if n_fast < MIN_FAST_EVENTS:
+        notes.append(
+            f"only {n_fast} such events: the fine search used all events and may be late "
+            "by milliseconds"
+        )
+        fast = np.ones(len(t), bool)
     fpix, ft, fp = pix[fast], t[fast], p[fast]
 
     everything = np.arange(len(frames))
