@@ -14,7 +14,8 @@ Two things make this hard, and shape the method:
   the change began (it has to make up the threshold plus whatever the previous opposite
   change left over), which biases the estimate late by milliseconds. Events that come in
   quick same-polarity bursts belong to fast edges whose lag is tiny, so the fine search
-  uses only those ("fast" events); it needs brisk motion in view of both cameras.
+  uses only those ("fast" events, a same-pixel neighbour within 1 ms, widened to 3 or
+  10 ms when the motion is slow); it needs brisk motion in view of both cameras.
 
 A coarse search on a grid of cells (all events, cheap, robust) finds the offset to a
 fraction of a frame period; the fine search on pixels (fast events only) sharpens it.
