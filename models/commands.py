@@ -27,6 +27,21 @@ def _frame_size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _stage_fractions(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected four numbers like 0.05,0.25,0.2,0.5, got {text!r}"
+        ) from None
+    if len(values) != 4 or any(not (0 <= v <= 1) for v in values) or abs(sum(values) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(
+            f"expected four shares in [0, 1] summing to 1 (synthesis+warping, refinement, "
+            f"attention, all), got {text!r}"
+        )
+    return values
+
+
 def _positive_int(text: str) -> int:
     v = int(text)
     if v < 1:
@@ -79,6 +94,50 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="start the flow/refinement/attention U-Nets' last conv at zero (zero flow)",
     )
+    p.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu, cuda, cuda:N or auto (CUDA when present); may change on --resume",
+    )
+    p.add_argument(
+        "--data-workers",
+        type=int,
+        default=0,
+        help="processes cutting batches ahead (0: none; a few keep a GPU busy; same weights)",
+    )
+    p.add_argument(
+        "--motion",
+        choices=("varied", "linear"),
+        default="varied",
+        help="scene motion of the simulated data (see slomo-rig eval --motion)",
+    )
+    p.add_argument("--init", type=Path, default=None, help="start from this checkpoint")
+    p.add_argument(
+        "--flow-steps",
+        type=int,
+        default=0,
+        help="first train the flow U-Net alone on the simulator's exact flows for N steps",
+    )
+    p.add_argument(
+        "--flow-weight",
+        type=float,
+        default=0.0,
+        help="add this x the exact-flow L1 (px) to the stages that train the flow U-Net",
+    )
+    p.add_argument(
+        "--flow-head-lr-mult",
+        type=float,
+        default=1.0,
+        help="learning-rate multiplier of the flow U-Net's last conv in the flow stage",
+    )
+    p.add_argument(
+        "--stages",
+        type=_stage_fractions,
+        default=None,
+        metavar="F,F,F,F",
+        help="shares of the staged recipe's steps for synthesis+warping, refinement, "
+        "attention, all (default 0.35,0.15,0.15,0.35)",
+    )
     p.add_argument("--onnx", action="store_true", help="also export last.onnx at the end")
     p.set_defaults(func=cmd_train)
 
@@ -96,6 +155,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--frame-size", type=_frame_size, default=DEFAULT_FRAME_SIZE, metavar=size)
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="simulated data cache")
+    p.add_argument(
+        "--motion",
+        choices=("varied", "linear"),
+        default="varied",
+        help="scene motion: varied (default; straight lines plus camera shake and swinging "
+        "objects) or linear (constant speed between bounces, the easy case for frame flow)",
+    )
     p.add_argument("--out", type=Path, default=None, help="write eval.json/.md/.png here")
     p.set_defaults(func=cmd_eval)
 
@@ -139,7 +205,7 @@ def _print(msg: str) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.train import TrainConfig, TrainError, train
+    from models.train import STAGES, TrainConfig, TrainError, train
 
     if not (0 < args.width <= 4):
         raise ModelError(f"--width must be in (0, 4], got {args.width}")
@@ -160,7 +226,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         cache_dir=str(args.cache),
         zero_init_heads=args.zero_init_heads,
+        motion=args.motion,
+        init=str(args.init) if args.init else "",
+        flow_steps=args.flow_steps,
+        flow_weight=args.flow_weight,
+        flow_head_lr_mult=args.flow_head_lr_mult,
+        device=args.device,
+        data_workers=max(0, args.data_workers),
     )
+    if args.stages:
+        cfg.stages = [[s[0], f] for s, f in zip(STAGES, args.stages, strict=True)]
+    if args.flow_steps < 0 or args.flow_steps >= cfg.steps and not args.resume:
+        raise ModelError(
+            f"--flow-steps must be >= 0 and below --steps ({cfg.steps}), got {args.flow_steps}"
+        )
+    if args.flow_weight < 0 or args.flow_head_lr_mult <= 0:
+        raise ModelError("--flow-weight must be >= 0 and --flow-head-lr-mult > 0")
+    if args.init and not args.init.is_file():
+        raise ModelError(f"--init {args.init}: no such checkpoint file")
     try:
         ckpt = train(
             cfg,
@@ -191,6 +274,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         frame_size=tuple(args.frame_size),
         cache_dir=args.cache,
         log=lambda m: print(m, file=sys.stderr, flush=True),
+        motion=args.motion,
     )
     _print(result.table())
     if args.out:

@@ -34,7 +34,12 @@ GT_FACTOR = 8
 #: Training seeds are TRAIN_SEED_BASE, TRAIN_SEED_BASE+1, ...; eval seeds are below it.
 TRAIN_SEED_BASE = 1000
 #: Bumped whenever the generated data changes, so stale caches are not reused.
-DATA_VERSION = 2
+DATA_VERSION = 3
+#: How the scenes move: "varied" (the default: straight-line motion plus a shaking
+#: camera and swinging objects, i.e. non-linear within a frame interval, as real fast
+#: scenes are) or "linear" (straight lines at constant speed between bounces: the
+#: easiest case for frame-only interpolation; data version 2 was exactly this).
+MOTIONS = ("varied", "linear")
 DEFAULT_FRAME_SIZE = (320, 240)
 DEFAULT_CACHE = Path.home() / ".cache" / "slomo-rig" / "sim-data"
 
@@ -62,12 +67,21 @@ def check_disjoint(train: Sequence[int], held_out: Sequence[int]) -> None:
         raise DatasetError(f"training and evaluation seeds overlap: {both[:5]}")
 
 
-def sim_config_for_seed(seed: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE) -> SimConfig:
+def sim_config_for_seed(
+    seed: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE, motion: str = "varied"
+) -> SimConfig:
     """A varied, deterministic rig for `seed`, in the regime slow motion is for (fast
     motion: several to tens of pixels per frame interval): 20-50 fps, exposure 0.5 ms up
     to a quarter of the period (max 3 ms), camera pan 100-600 px/s in any direction, 1-6
     objects at 200-1000 px/s spinning up to 360 deg/s, contrast threshold 0.15-0.35 with
-    mismatch, background noise 0.05-1 Hz per pixel."""
+    mismatch, background noise 0.05-1 Hz per pixel.
+
+    motion="varied" adds the non-linear part (drawn from a separate stream, so the
+    linear part is the same for both): a camera shake of 1-10 px at 2-12 Hz (peak speed
+    at most 300 px/s: a hand-held camera or a vibrating mount) and a swing of each object
+    of 5-40 px at 1.5-8 Hz (at most 500 px/s: swinging, vibrating, bouncing parts)."""
+    if motion not in MOTIONS:
+        raise DatasetError(f"motion must be one of {MOTIONS}, got {motion!r}")
     rng = np.random.default_rng([seed, 0x51D0])
     fps = float(rng.choice([20.0, 25.0, 30.0, 40.0, 50.0]))
     period = 1e6 / fps
@@ -75,6 +89,14 @@ def sim_config_for_seed(seed: int, frame_size: tuple[int, int] = DEFAULT_FRAME_S
     pan = rng.uniform(100, 600)
     angle = rng.uniform(0, 2 * math.pi)
     threshold = float(rng.uniform(0.15, 0.35))
+    shake = swing = (0.0, 0.0)
+    if motion == "varied":
+        sway = np.random.default_rng([seed, 0x5A7F])
+        shake_hz = float(sway.uniform(2, 12))
+        shake_px = min(float(sway.uniform(1, 10)), 300 / (2 * math.pi * shake_hz))
+        swing_hz = float(sway.uniform(1.5, 8))
+        swing_px = min(float(sway.uniform(5, 40)), 500 / (2 * math.pi * swing_hz))
+        shake, swing = (shake_px, shake_hz), (swing_px, swing_hz)
     return SimConfig(
         frame_size=frame_size,
         fps=fps,
@@ -84,6 +106,8 @@ def sim_config_for_seed(seed: int, frame_size: tuple[int, int] = DEFAULT_FRAME_S
         n_objects=int(rng.integers(1, 7)),
         object_speed=float(rng.uniform(200, 1000)),
         rotation_speed=float(rng.uniform(0, 360)),
+        camera_shake=shake,
+        object_swing=swing,
         contrast_threshold=threshold,
         threshold_sigma=float(rng.uniform(0.01, 0.05)),
         noise_rate_hz=float(rng.uniform(0.05, 1.0)),
@@ -170,12 +194,15 @@ class Sequence_:
 
 
 def simulate_sequence(
-    seed: int, n_intervals: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE
+    seed: int,
+    n_intervals: int,
+    frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
+    motion: str = "varied",
 ) -> Sequence_:
     """Run the rig for seed until n_intervals+1 frames exist; keep events and ground truth."""
     if n_intervals < 1:
         raise DatasetError(f"need at least one interval, got {n_intervals}")
-    cfg = sim_config_for_seed(seed, frame_size)
+    cfg = sim_config_for_seed(seed, frame_size, motion)
     rig = SimulatedRig(cfg)
     frames = []
     chunks = []
@@ -200,9 +227,11 @@ def simulate_sequence(
     return Sequence_(seed, cfg.to_dict(), np.stack([f.image for f in frames]), times, events, gt)
 
 
-def _cache_path(cache_dir: Path, seed: int, n: int, frame_size: tuple[int, int]) -> Path:
+def _cache_path(
+    cache_dir: Path, seed: int, n: int, frame_size: tuple[int, int], motion: str
+) -> Path:
     w, h = frame_size
-    return Path(cache_dir) / f"seq_v{DATA_VERSION}_s{seed}_{w}x{h}_n{n}.npz"
+    return Path(cache_dir) / f"seq_v{DATA_VERSION}_{motion}_s{seed}_{w}x{h}_n{n}.npz"
 
 
 def load_sequence(
@@ -210,11 +239,14 @@ def load_sequence(
     n_intervals: int,
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
     cache_dir: str | Path | None = DEFAULT_CACHE,
+    motion: str = "varied",
 ) -> Sequence_:
     """`simulate_sequence`, cached as .npz under cache_dir (None: no cache)."""
+    if motion not in MOTIONS:
+        raise DatasetError(f"motion must be one of {MOTIONS}, got {motion!r}")
     if cache_dir is None:
-        return simulate_sequence(seed, n_intervals, frame_size)
-    path = _cache_path(Path(cache_dir), seed, n_intervals, frame_size)
+        return simulate_sequence(seed, n_intervals, frame_size, motion)
+    path = _cache_path(Path(cache_dir), seed, n_intervals, frame_size, motion)
     if path.exists():
         try:
             with np.load(path) as z:
@@ -228,7 +260,7 @@ def load_sequence(
                 )
         except Exception:  # noqa: BLE001 - a broken cache file is regenerated
             path.unlink(missing_ok=True)
-    seq = simulate_sequence(seed, n_intervals, frame_size)
+    seq = simulate_sequence(seed, n_intervals, frame_size, motion)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npz")
     np.savez(
@@ -251,8 +283,9 @@ def load_sequences(
     n_intervals: int,
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
     cache_dir: str | Path | None = DEFAULT_CACHE,
+    motion: str = "varied",
 ) -> list[Sequence_]:
-    return [load_sequence(s, n_intervals, frame_size, cache_dir) for s in seeds]
+    return [load_sequence(s, n_intervals, frame_size, cache_dir, motion) for s in seeds]
 
 
 # ------------------------------------------------------------------ ground-truth flow
@@ -267,15 +300,18 @@ class SceneMotion:
     Rig time is scene time and the frame grid is the world grid (`same_sensor` rig, see
     rig/sim/rig.py). Objects are drawn in order over the background, so the topmost
     object whose alpha exceeds 0.5 at t_from owns the pixel; elsewhere the background
-    pans: content seen at x at time t shows texel x + pan * t, so the point at x at
-    t_from sits at x + pan * (t_from - t_to) at t_to. Objects: their pose at t_to times
-    the inverse pose at t_from (bounces included, the poses are closed-form).
+    moves: content seen at x at time t shows texel x + offset(t) (pan and shake), so the
+    point at x at t_from sits at x + offset(t_from) - offset(t_to) at t_to. Objects:
+    their pose at t_to times the inverse pose at t_from (bounces and swings included,
+    the poses are closed-form).
     """
 
-    def __init__(self, seed: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE) -> None:
-        rig = SimulatedRig(sim_config_for_seed(seed, frame_size))
+    def __init__(
+        self, seed: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE, motion: str = "varied"
+    ) -> None:
+        rig = SimulatedRig(sim_config_for_seed(seed, frame_size, motion))
         scene = rig.scene
-        self.pan_speed = tuple(float(v) for v in scene.pan_speed)
+        self.scene = scene
         self.objects = scene.objects
         # Alpha of each sprite (its rgba stores transmittance 1 - alpha in channel 3).
         self.alphas = [np.ascontiguousarray(1.0 - o.rgba[..., 3]) for o in self.objects]
@@ -286,10 +322,10 @@ class SceneMotion:
         """[2, h, w] float32 (dy, dx) for the crop with top-left (x0, y0) at t_from."""
         import cv2
 
-        dt = (t_from_us - t_to_us) * 1e-6
+        ox, oy = self.scene.background_offset(np.array([t_from_us, t_to_us]) * 1e-6)
         flow = np.empty((2, h, w), np.float32)
-        flow[0] = self.pan_speed[1] * dt
-        flow[1] = self.pan_speed[0] * dt
+        flow[0] = oy[0] - oy[1]
+        flow[1] = ox[0] - ox[1]
         if not self.objects:
             return flow
         ys, xs = np.mgrid[y0 : y0 + h, x0 : x0 + w].astype(np.float64)
@@ -312,15 +348,23 @@ class SceneMotion:
         return flow
 
 
-_MOTION_CACHE: dict[tuple[int, tuple[int, int]], SceneMotion] = {}
+_MOTION_CACHE: dict[tuple[int, tuple[int, int], str], SceneMotion] = {}
 
 
-def scene_motion(seed: int, frame_size: tuple[int, int]) -> SceneMotion:
+def scene_motion(seed: int, frame_size: tuple[int, int], motion: str = "varied") -> SceneMotion:
     """SceneMotion for seed, built once per process."""
-    key = (int(seed), tuple(frame_size))
+    key = (int(seed), tuple(frame_size), motion)
     if key not in _MOTION_CACHE:
-        _MOTION_CACHE[key] = SceneMotion(seed, frame_size)
+        _MOTION_CACHE[key] = SceneMotion(seed, frame_size, motion)
     return _MOTION_CACHE[key]
+
+
+def sequence_motion(config: dict) -> str:
+    """Which `MOTIONS` entry a sequence's stored rig config was drawn with."""
+    moving = any(
+        float(v) for v in (*config.get("camera_shake", ()), *config.get("object_swing", ()))
+    )
+    return "varied" if moving else "linear"
 
 
 # ------------------------------------------------------------------ training crops
@@ -415,7 +459,7 @@ def crop_batch(
         arrays = [*imgs, vb, va]
         keys = ["before_rgb", "after_rgb", "gt", "before_voxel", "after_voxel"]
         if with_flow:
-            motion = scene_motion(seq.seed, (w, h))
+            motion = scene_motion(seq.seed, (w, h), sequence_motion(seq.config))
             arrays += [
                 motion.backward_flow(instant, t_before, x0, y0, s, s),
                 motion.backward_flow(instant, t_after, x0, y0, s, s),

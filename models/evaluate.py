@@ -67,6 +67,7 @@ class EvalResult:
     intervals: int
     seeds: list[int]
     frame_size: tuple[int, int]
+    motion: str = "varied"
     #: method -> factor (str) -> {"psnr", "ssim", "ms_per_interval", "frames"}
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
@@ -77,6 +78,7 @@ class EvalResult:
             "intervals_per_sequence": self.intervals,
             "seeds": self.seeds,
             "frame_size": list(self.frame_size),
+            "motion": self.motion,
             "metrics": "PSNR dB (uint8 RGB, peak 255, mean over frames); SSIM (Gaussian "
             "11x11 sigma 1.5, K1 0.01, K2 0.03, mean over channels and frames)",
             "scores": self.scores,
@@ -111,11 +113,13 @@ def evaluate(
     frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
     cache_dir: str | Path | None = DEFAULT_CACHE,
     log=None,
+    motion: str = "varied",
 ) -> EvalResult:
-    """Score every method spec (as accepted by make_interpolator) on held-out sequences."""
+    """Score every method spec (as accepted by make_interpolator) on held-out sequences
+    whose scenes move as `motion` says (models.dataset.MOTIONS)."""
     seeds = eval_seeds(sequences)
-    seqs = load_sequences(seeds, intervals, frame_size, cache_dir)
-    result = EvalResult(list(factors), sequences, intervals, seeds, tuple(frame_size))
+    seqs = load_sequences(seeds, intervals, frame_size, cache_dir, motion)
+    result = EvalResult(list(factors), sequences, intervals, seeds, tuple(frame_size), motion)
     for spec in methods:
         interp = make_interpolator(spec)
         result.scores[spec] = {}
@@ -186,8 +190,8 @@ def draw_bars(result: EvalResult, path: str | Path) -> None:
         cv2.putText(img, m[:22], (x + 20, H - 28), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(
         img,
-        f"Held-out simulated sequences: {result.sequences} x {result.intervals} intervals, "
-        f"{result.frame_size[0]}x{result.frame_size[1]}",
+        f"Held-out simulated sequences ({result.motion} motion): {result.sequences} x "
+        f"{result.intervals} intervals, {result.frame_size[0]}x{result.frame_size[1]}",
         (20, 20),
         font,
         0.5,

@@ -77,6 +77,28 @@ class TrainError(RuntimeError):
     """A training run that cannot start or resume; the message says why."""
 
 
+def resolve_device(name: str) -> torch.device:
+    """The torch device for TrainConfig.device, or a TrainError that says what to do."""
+    name = (name or "cpu").strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise TrainError(
+                f"--device {name}: this torch ({torch.__version__}) sees no CUDA device; "
+                "train with --device cpu, or install a CUDA build of torch on a GPU machine"
+            )
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise TrainError(
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present"
+            )
+        return dev
+    raise TrainError(f"--device must be cpu, cuda, cuda:N or auto, got {name!r}")
+
+
 @dataclass
 class TrainConfig:
     out: str
@@ -93,6 +115,8 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     cache_dir: str = str(DEFAULT_CACHE)
+    #: Scene motion of the simulated data (models.dataset.MOTIONS).
+    motion: str = "varied"
     zero_init_heads: bool = False
     #: Steps of ground-truth flow pretraining before the staged recipe (0: none); the
     #: staged recipe's fractions then apply to the remaining steps.
@@ -107,6 +131,14 @@ class TrainConfig:
     flow_head_lr_mult: float = 1.0
     #: Start a new run from this checkpoint's weights instead of a random initialisation.
     init: str = ""
+    #: "cpu", "cuda" (or "cuda:N") or "auto" (CUDA when torch sees one). Not part of the
+    #: recipe: a run may resume on another device.
+    device: str = "cpu"
+    #: Processes that cut training batches ahead of the optimizer (0: in the training
+    #: process). Batch k depends only on the seed and k, so the weights are the same for
+    #: any value; on a GPU the simulated crops (voxel grids, exact flows) are the
+    #: bottleneck and a few workers keep it busy. Not part of the recipe.
+    data_workers: int = 0
     history: list = field(default_factory=list)
     stages: list = field(default_factory=lambda: [list(s[:2]) for s in STAGES])
 
@@ -241,8 +273,13 @@ def forward_parts(
     return out
 
 
-def _to_torch(batch: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+def _to_torch(
+    batch: dict[str, np.ndarray], device: torch.device | None = None
+) -> dict[str, torch.Tensor]:
+    out = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+    if device is not None and device.type != "cpu":
+        out = {k: v.pin_memory().to(device, non_blocking=True) for k, v in out.items()}
+    return out
 
 
 def psnr(
@@ -250,6 +287,32 @@ def psnr(
 ) -> float:
     mse = float(((pred - gt) ** 2).mean())
     return 10 * math.log10(peak * peak / max(mse, 1e-12))
+
+
+def needs_flow(step: int, cfg: TrainConfig) -> bool:
+    """Whether the batch of `step` carries the exact flows (flow stage, or a flow
+    weight on a stage that trains the flow U-Net)."""
+    name, trainable, _, _ = run_stage(step, cfg)
+    return name == FLOW_STAGE[0] or (cfg.flow_weight > 0 and "flow_network" in trainable)
+
+
+def training_batch(sequences: Sequence, step: int, cfg: TrainConfig) -> dict[str, np.ndarray]:
+    """The batch of `step`: a pure function of the data, the seed and the step."""
+    rng = np.random.default_rng([cfg.seed, step])
+    return crop_batch(sequences, cfg.batch, cfg.crop, rng, with_flow=needs_flow(step, cfg))
+
+
+class _BatchStream(torch.utils.data.Dataset):
+    """Batches for steps first..cfg.steps-1, for a DataLoader's worker processes."""
+
+    def __init__(self, sequences: Sequence, cfg: TrainConfig, first: int) -> None:
+        self.sequences, self.cfg, self.first = sequences, cfg, first
+
+    def __len__(self) -> int:
+        return max(0, self.cfg.steps - self.first)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        return training_batch(self.sequences, self.first + i, self.cfg)
 
 
 class Trainer:
@@ -263,6 +326,7 @@ class Trainer:
         self.cfg = cfg
         self.log = log
         self.out = Path(cfg.out)
+        self.device = resolve_device(cfg.device)
         torch.set_num_threads(cfg.threads)
         self.step = 0
         self.elapsed = 0.0
@@ -284,7 +348,13 @@ class Trainer:
                     f"--steps {steps} is below the {int(state['step'])} steps already done "
                     f"in {self.out}"
                 )
-            saved.update(out=cfg.out, steps=steps, threads=cfg.threads)
+            saved.update(
+                out=cfg.out,
+                steps=steps,
+                threads=cfg.threads,
+                device=cfg.device,
+                data_workers=cfg.data_workers,
+            )
             # A curriculum may change the crop and batch size between sessions.
             for key, value in (resume_overrides or {}).items():
                 if key in ("crop", "batch") and value and value != saved[key]:
@@ -296,8 +366,9 @@ class Trainer:
             self.cfg = cfg = TrainConfig(**saved)
             self.step = int(state["step"])
             self.elapsed = float(state.get("elapsed_s", 0.0))
+            self.model.to(self.device)
             self.opt = make_optimizer(self.model, cfg)
-            self.opt.load_state_dict(state["optimizer"])
+            self.opt.load_state_dict(state["optimizer"])  # moves its state to the params' device
             log(f"resuming {self.out} at step {self.step}/{cfg.steps}")
         else:
             if state_path.exists():
@@ -318,19 +389,22 @@ class Trainer:
                 self.model = TimeLens(width=cfg.width, swap_refined=False)
             if cfg.zero_init_heads:
                 zero_init_heads(self.model)
+            self.model.to(self.device)
             self.opt = make_optimizer(self.model, cfg)
         self.out.mkdir(parents=True, exist_ok=True)
         seeds = train_seeds(cfg.train_sequences)
         assert min(seeds) >= TRAIN_SEED_BASE > max(VAL_SEEDS)
         t = time.perf_counter()
-        self.train = load_sequences(seeds, cfg.intervals, cfg.frame_size, cfg.cache_dir)
-        val = load_sequences(VAL_SEEDS, 2, cfg.frame_size, cfg.cache_dir)
+        self.train = load_sequences(seeds, cfg.intervals, cfg.frame_size, cfg.cache_dir, cfg.motion)
+        val = load_sequences(VAL_SEEDS, 2, cfg.frame_size, cfg.cache_dir, cfg.motion)
         self.val_batch = _to_torch(
-            crop_batch(val, 16, cfg.crop, np.random.default_rng(12345), augment=False)
+            crop_batch(val, 16, cfg.crop, np.random.default_rng(12345), augment=False),
+            self.device,
         )
         log(
             f"data: {len(self.train)} training sequences x {cfg.intervals} intervals "
-            f"(seeds {seeds[0]}..{seeds[-1]}), ready in {time.perf_counter() - t:.0f} s"
+            f"(seeds {seeds[0]}..{seeds[-1]}, {cfg.motion} motion), ready in "
+            f"{time.perf_counter() - t:.0f} s; training on {self.device}"
         )
 
     def validate(self) -> float:
@@ -346,6 +420,7 @@ class Trainer:
         csv_path = self.out / "loss.csv"
         rows = _read_rows(csv_path, self.step)
         window: list[float] = []
+        batches = self._batches()
         t_last = time.perf_counter()
         while self.step < cfg.steps:
             name, trainable, terms, lr = run_stage(self.step, cfg)
@@ -359,11 +434,8 @@ class Trainer:
             for g in self.opt.param_groups:
                 mult = cfg.flow_head_lr_mult if name == FLOW_STAGE[0] else 1.0
                 g["lr"] = lr * (mult if g.get("name") == "flow_head" else 1.0)
-            rng = np.random.default_rng([cfg.seed, self.step])
-            with_flow = name == FLOW_STAGE[0] or (
-                cfg.flow_weight > 0 and "flow_network" in trainable
-            )
-            batch = _to_torch(crop_batch(self.train, cfg.batch, cfg.crop, rng, with_flow=with_flow))
+            with_flow = needs_flow(self.step, cfg)
+            batch = _to_torch(next(batches), self.device)
             parts = forward_parts(self.model, batch, terms, trainable)
             # Flow terms are compared with the ground-truth flows, images with the frame.
             loss = sum(
@@ -407,6 +479,21 @@ class Trainer:
         draw_loss_curve(rows, self.out / "loss.png", cfg.steps, cfg.flow_steps, self._fractions)
         return self.out / CHECKPOINT_FILE
 
+    def _batches(self):
+        """Training batches from the current step on, cut here or by worker processes."""
+        cfg = self.cfg
+        if cfg.data_workers <= 0:
+            return (training_batch(self.train, k, cfg) for k in range(self.step, cfg.steps))
+        loader = torch.utils.data.DataLoader(
+            _BatchStream(self.train, cfg, self.step),
+            batch_size=None,  # each item is already a batch
+            shuffle=False,
+            num_workers=cfg.data_workers,
+            prefetch_factor=4,
+            persistent_workers=False,
+        )
+        return ({k: v.numpy() for k, v in b.items()} for b in loader)
+
     def save(self) -> None:
         cfg = self.cfg
         meta = {
@@ -416,7 +503,10 @@ class Trainer:
             "recipe": json.dumps(asdict(cfg)),
             "train_seeds": f"{TRAIN_SEED_BASE}..{TRAIN_SEED_BASE + cfg.train_sequences - 1}",
             "train_wall_s": round(self.elapsed, 1),
-            "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}"
+            + (
+                f", {torch.cuda.get_device_name(self.device)}" if self.device.type == "cuda" else ""
+            ),
         }
         tmp = self.out / (CHECKPOINT_FILE + ".tmp")
         self.model.save(tmp, meta)

@@ -21,8 +21,9 @@ def small(**kw) -> SimConfig:
     return SimConfig(**(SMALL | kw))
 
 
-def test_events_integrate_to_log_intensity_change():
-    rig = SimulatedRig(small(noise_rate_hz=0.0, refractory_us=0, seed=3))
+@pytest.mark.parametrize("sway", [{}, dict(camera_shake=(6.0, 9.0), object_swing=(20.0, 5.0))])
+def test_events_integrate_to_log_intensity_change(sway):
+    rig = SimulatedRig(small(noise_rate_hz=0.0, refractory_us=0, seed=3, **sway))
     t_end = 40_000
     step = rig.advance(t_end)
     ev = step.events
@@ -153,6 +154,10 @@ def test_event_view_is_the_rgb_view_through_the_homography(view):
         (dict(noise_rate_hz=-1.0), "noise_rate_hz"),
         (dict(n_objects=-1), "n_objects"),
         (dict(clock_drift_ppm=5000.0), "clock_drift_ppm"),
+        (dict(camera_shake=(-1.0, 5.0)), "camera_shake"),
+        (dict(camera_shake=(5.0,)), "camera_shake"),
+        (dict(object_swing=(10.0, float("nan"))), "object_swing"),
+        (dict(object_swing=(10.0, 500.0)), "object_swing"),
     ],
 )
 def test_config_validation(kw, needle):
@@ -161,8 +166,55 @@ def test_config_validation(kw, needle):
 
 
 def test_config_round_trips_through_a_dict():
-    cfg = SimConfig(seed=5, pan_speed=(1.0, 2.0))
+    cfg = SimConfig(seed=5, pan_speed=(1.0, 2.0), camera_shake=(3.0, 4.0))
     assert SimConfig(**cfg.to_dict()) == cfg
+
+
+def test_shaking_camera_moves_the_background_off_a_straight_line():
+    # No objects: the event view at t2 is the view at t1 moved by the background offset
+    # difference, and the midpoint is NOT where constant-velocity motion would put it.
+    rig = SimulatedRig(small(n_objects=0, camera_shake=(8.0, 7.0), pan_speed=(50.0, 0.0)))
+    scene = rig.scene
+    t = np.array([0.020, 0.050, 0.080])
+    ox, oy = scene.background_offset(t)
+    off = np.stack([ox, oy], 1)
+    assert np.linalg.norm(off[1] - (off[0] + off[2]) / 2) > 2.0  # px off the chord
+    a = rig.render_event_view(20_000)
+    b = rig.render_event_view(50_000)
+    d = off[1] - off[0]  # content at texel x + off(t): view(t2)(x) = view(t1)(x + d)
+    m = np.float32([[1, 0, d[0]], [0, 1, d[1]]])
+    size = rig.config.event_size
+    moved = cv2.warpAffine(a, m, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    straight = off[0] + (off[2] - off[0]) * 0.5 - off[0]
+    m2 = np.float32([[1, 0, straight[0]], [0, 1, straight[1]]])
+    wrong = cv2.warpAffine(a, m2, size, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    inner = (slice(12, -12), slice(12, -12))
+    err = np.abs(moved - b)[inner].mean()
+    assert err < 0.01 < np.abs(wrong - b)[inner].mean()
+    # the batched renderer (one warp per step when shaking) agrees with single renders
+    batch = scene.render_gray_batch(20_000, size, rig.h_frame_to_event)
+    for j in range(scene.BATCH):
+        one = scene.render_gray(20_000 + j * scene.step_us, size, rig.h_frame_to_event)
+        assert np.allclose(batch[j], one, atol=1e-5)
+
+
+def test_swinging_objects_leave_the_straight_line_and_bound_the_speed():
+    rig = SimulatedRig(small(n_objects=3, object_swing=(30.0, 6.0), seed=4))
+    scene = rig.scene
+    t = np.array([0.010, 0.050, 0.090])
+    off_chord = []
+    for obj in scene.objects:
+        fwd, _ = obj.poses(t)
+        c = fwd[:, :2, 2]  # sprite origin in the world
+        off_chord.append(np.linalg.norm(c[1] - (c[0] + c[2]) / 2))
+        # the pose's speed never exceeds the bound the exposure sampling relies on
+        ts = np.linspace(0, 1, 20_001)
+        cx = obj.poses(ts)[0][:, :2, 2]
+        speed = np.linalg.norm(np.diff(cx, axis=0), axis=1) / np.diff(ts)[:, None].ravel()
+        assert speed.max() <= scene.max_speed_px_per_s() * 1.001
+    assert max(off_chord) > 5.0
+    still = SimulatedRig(small(n_objects=3, seed=4)).scene  # same seed, no swing
+    assert [o.pos0 for o in still.objects] == [o.pos0 for o in scene.objects]
 
 
 def test_same_sensor_forces_event_size():

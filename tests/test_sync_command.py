@@ -164,6 +164,7 @@ def test_unreadable_correction_is_a_clear_replay_error(tmp_path):
     with pytest.raises(InputError, match="slomo-rig sync"):
         SessionSource.open(s["path"])
 
+
 @pytest.mark.slow
 def test_long_session_is_read_in_windows(session):
     """Past max_span_s only a few windows are read (bounded memory); their offsets are

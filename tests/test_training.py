@@ -57,6 +57,21 @@ def test_sequence_shapes_and_ground_truth(cache):
     assert np.array_equal(again.gt, seq.gt) and np.array_equal(again.events.t, seq.events.t)
 
 
+def test_motion_kinds_share_the_linear_part():
+    from models.dataset import sim_config_for_seed
+
+    varied, linear = sim_config_for_seed(3), sim_config_for_seed(3, motion="linear")
+    assert linear.camera_shake == linear.object_swing == (0.0, 0.0)
+    assert varied.camera_shake[0] > 0 and varied.object_swing[0] > 0
+    assert varied.to_dict() | {"camera_shake": [0.0, 0.0], "object_swing": [0.0, 0.0]} == (
+        linear.to_dict()
+    )
+    with pytest.raises(DatasetError, match="motion"):
+        sim_config_for_seed(3, motion="jerky")
+    with pytest.raises(DatasetError, match="motion"):
+        load_sequence(3, 1, SIZE, None, motion="jerky")
+
+
 def test_train_and_eval_seeds_are_disjoint():
     tr, ev = train_seeds(100), eval_seeds(50)
     assert min(tr) >= TRAIN_SEED_BASE > max(ev)
@@ -123,15 +138,17 @@ def test_a_few_steps_reduce_the_loss(cache):
     assert np.mean(losses[-2:]) < 0.8 * np.mean(losses[:2])
 
 
-def test_ground_truth_flow_warps_frames_into_place():
+@pytest.mark.parametrize("kind", ["varied", "linear"])
+def test_ground_truth_flow_warps_frames_into_place(kind):
     # Rendered frames 8 ms apart: warping the later one with the exact backward flow
-    # lands on the earlier one for most pixels (not where something is disoccluded).
+    # lands on the earlier one for most pixels (not where something is disoccluded);
+    # with "varied" motion the flow includes the camera shake and the objects' swing.
     from models.dataset import sim_config_for_seed
     from rig.sim import SimulatedRig
 
     seed, size = 1001, (160, 120)
-    rig = SimulatedRig(sim_config_for_seed(seed, size))
-    motion = SceneMotion(seed, size)
+    rig = SimulatedRig(sim_config_for_seed(seed, size, kind))
+    motion = SceneMotion(seed, size, kind)
     ta, tb = 100_000, 108_000
 
     def img(t):
@@ -192,6 +209,24 @@ def _tiny_config(out, cache, steps):
     )
 
 
+def test_data_workers_give_the_same_weights(tmp_path, cache):
+    # Batch k is a pure function of (data, seed, k): cutting batches in worker processes
+    # changes nothing but the speed (what lets a GPU run stay busy).
+    torch.manual_seed(0)
+    here = Trainer(_tiny_config(tmp_path / "here", cache, 3), log=lambda m: None).run()
+    cfg = _tiny_config(tmp_path / "workers", cache, 3)
+    cfg.data_workers = 2
+    there = Trainer(cfg, log=lambda m: None).run()
+    a = TimeLens.load(here).state_dict()
+    b = TimeLens.load(there).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a different seed does give different weights (the comparison can fail)
+    cfg = _tiny_config(tmp_path / "other", cache, 3)
+    cfg.seed = 1
+    c = TimeLens.load(Trainer(cfg, log=lambda m: None).run()).state_dict()
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_resume_continues_step_count(tmp_path, cache):
     out = tmp_path / "run"
     lines = []
@@ -209,6 +244,61 @@ def test_resume_continues_step_count(tmp_path, cache):
     assert steps == [1, 2, 3, 4, 5, 6]
     assert any("resuming" in line for line in lines)
     assert TimeLens.load(ckpt).width == 0.0625
+
+
+def test_train_command_takes_the_whole_recipe(tmp_path, cache, capsys):
+    # Everything the shipped weights' recipe needs is a flag: init, flow stage, flow
+    # weight, stage shares, motion, device (auto falls back to the CPU here).
+    first = tmp_path / "first"
+    base = ["train", "--width", "0.0625", "--crop", "32", "--batch", "2", "--sequences", "2"]
+    base += ["--intervals", "2", "--frame-size", "64x48", "--cache", str(cache)]
+    base += ["--checkpoint-every", "2"]
+    assert commands.main([*base, "--out", str(first), "--steps", "2", "--motion", "linear"]) == 0
+    out = tmp_path / "second"
+    args = [*base, "--out", str(out), "--steps", "5", "--init", str(first / "last.pt")]
+    args += ["--flow-steps", "2", "--flow-weight", "0.01", "--flow-head-lr-mult", "20"]
+    args += ["--stages", "0.05,0.25,0.2,0.5", "--device", "auto"]
+    assert commands.main(args) == 0
+    assert "training on cpu" in capsys.readouterr().out
+    meta = torch.load(out / "last.pt", weights_only=True)["metadata"]
+    recipe = json.loads(meta["recipe"])
+    assert recipe["init"] == str(first / "last.pt") and recipe["flow_steps"] == 2
+    assert recipe["stages"] == [
+        ["synthesis+warping", 0.05],
+        ["refinement", 0.25],
+        ["attention", 0.2],
+        ["all", 0.5],
+    ]
+    assert recipe["motion"] == "varied" and recipe["flow_head_lr_mult"] == 20
+    with (out / "loss.csv").open() as f:
+        # 3 staged steps: 5 % of them rounds to none, so refinement comes right after
+        stages = [r["stage"] for r in csv.DictReader(f)]
+    assert stages == ["flow", "flow", "refinement", "attention", "all"]
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--device", "cuda"], "no CUDA device"),
+        (["--device", "tpu"], "--device must be"),
+        (["--init", "missing.pt"], "no such checkpoint"),
+        (["--flow-steps", "50"], "--flow-steps"),
+        (["--flow-weight", "-1"], "--flow-weight"),
+    ],
+)
+def test_train_command_rejects_bad_recipes(tmp_path, cache, capsys, extra, needle):
+    if "cuda" in extra and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the error path cannot be reached")
+    args = ["train", "--out", str(tmp_path / "r"), "--steps", "10", "--cache", str(cache)]
+    assert commands.main([*args, *extra]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (tmp_path / "r" / "state.pt").exists()
+
+
+def test_train_command_rejects_bad_stage_shares(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        commands.main(["train", "--out", str(tmp_path), "--stages", "0.5,0.5,0.5,0.5"])
+    assert exc.value.code == 2
 
 
 def test_resume_without_a_run_is_a_clear_error(tmp_path, cache):
@@ -235,6 +325,14 @@ def test_eval_tiny_sequence_has_all_methods(tmp_path, cache, capsys):
         assert f"| {method} |" in table
     data = json.loads((tmp_path / "eval.json").read_text())
     assert set(data["scores"]["blend"]) == {"4", "8"}
+    assert data["motion"] == "varied"
+    linear = tmp_path / "linear"
+    args = ["eval", "--sequences", "1", "--intervals", "1", "--frame-size", "64x48"]
+    args += ["--cache", str(cache), "--methods", "blend", "--motion", "linear"]
+    assert commands.main([*args, "--out", str(linear)]) == 0
+    other = json.loads((linear / "eval.json").read_text())
+    assert other["motion"] == "linear"
+    assert other["scores"]["blend"]["8"]["psnr"] != data["scores"]["blend"]["8"]["psnr"]
     assert (tmp_path / "eval.png").stat().st_size > 1000
 
 

@@ -31,6 +31,9 @@ class SimConfig:
     grid (event_size is forced to frame_size and the homography is the identity).
     clock_offset_us / clock_drift_ppm define the RGB camera's clock:
     device_us = round((rig_us - clock_offset_us) * (1 + clock_drift_ppm * 1e-6)).
+    camera_shake / object_swing are (amplitude px, frequency Hz) of a sinusoidal sway of
+    the camera / of each object on top of the straight-line motion (non-linear motion:
+    what slow motion is mostly for); (0, 0) is none.
     """
 
     frame_size: tuple[int, int] = (320, 240)
@@ -43,6 +46,8 @@ class SimConfig:
     n_objects: int = 3
     object_speed: float = 150.0
     rotation_speed: float = 90.0
+    camera_shake: tuple[float, float] = (0.0, 0.0)
+    object_swing: tuple[float, float] = (0.0, 0.0)
     contrast_threshold: float = 0.2
     threshold_sigma: float = 0.02
     refractory_us: int = 100
@@ -56,6 +61,15 @@ class SimConfig:
         self.frame_size = _pair("frame_size", self.frame_size, int)
         self.event_size = _pair("event_size", self.event_size, int)
         self.pan_speed = _pair("pan_speed", self.pan_speed, float)
+        self.camera_shake = _pair("camera_shake", self.camera_shake, float)
+        self.object_swing = _pair("object_swing", self.object_swing, float)
+        for name in ("camera_shake", "object_swing"):
+            amp, hz = getattr(self, name)
+            if not (0 <= amp <= 500 and 0 <= hz <= 100):
+                raise ValueError(
+                    f"SimConfig.{name} is (amplitude px in [0, 500], frequency Hz in "
+                    f"[0, 100]), got {(amp, hz)}"
+                )
         for name in ("frame_size", "event_size"):
             w, h = getattr(self, name)
             if not (16 <= w <= 8192 and 16 <= h <= 8192):

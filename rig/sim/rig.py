@@ -91,6 +91,8 @@ class SimulatedRig:
             cfg.object_speed,
             cfg.rotation_speed,
             cfg.step_us,
+            camera_shake=cfg.camera_shake,
+            object_swing=cfg.object_swing,
         )
         self._batch_anchor = -1
         self._batch = np.empty(0, np.float32)

@@ -130,14 +130,57 @@ def _with_transmittance(premultiplied: np.ndarray) -> np.ndarray:
     return out
 
 
-def _bounce(x0: float, v: float, lo: float, hi: float, t: np.ndarray) -> np.ndarray:
-    """Positions of a point moving at v and reflecting off lo and hi (closed form, so
-    the scene is a pure function of time)."""
+def _reflect(free: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Positions of a point whose free path (no walls) is `free`, reflecting off lo and
+    hi: folding the free path is the closed form of a bounce, so the scene stays a pure
+    function of time."""
     span = hi - lo
     if span <= 0:
-        return np.full_like(t, lo)
-    u = np.mod(x0 - lo + v * t, 2 * span)
+        return np.full_like(free, lo)
+    u = np.mod(free - lo, 2 * span)
     return lo + np.where(u < span, u, 2 * span - u)
+
+
+@dataclass(frozen=True)
+class Sway:
+    """A sinusoidal displacement (amplitude px per axis, frequency Hz, phase rad per
+    axis): the non-linear part of a motion. Real fast scenes are rarely straight lines
+    at constant speed (a hand-held or vibrating camera, swinging or bouncing parts), and
+    that is exactly where frames alone mislead an interpolator and events do not."""
+
+    amplitude: tuple[float, float] = (0.0, 0.0)
+    hz: tuple[float, float] = (0.0, 0.0)
+    phase: tuple[float, float] = (0.0, 0.0)
+
+    @property
+    def active(self) -> bool:
+        return any(a != 0 and f != 0 for a, f in zip(self.amplitude, self.hz, strict=True))
+
+    def at(self, t_s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        t = np.asarray(t_s, np.float64)
+        return tuple(  # type: ignore[return-value]
+            a * np.sin(2 * math.pi * f * t + p)
+            for a, f, p in zip(self.amplitude, self.hz, self.phase, strict=True)
+        )
+
+    def peak_speed(self) -> float:
+        """Upper bound of the speed it adds, px/s."""
+        amp_hz = zip(self.amplitude, self.hz, strict=True)
+        return math.hypot(*(2 * math.pi * abs(a * f) for a, f in amp_hz))
+
+
+def random_sway(rng: np.random.Generator, amplitude: float, hz: float) -> Sway:
+    """A sway of about `amplitude` px at about `hz`, in a random direction, with a
+    slightly different frequency per axis (a Lissajous path, not a line)."""
+    if amplitude == 0 or hz == 0:
+        return Sway()
+    direction = rng.uniform(0, 2 * math.pi)
+    a = amplitude * rng.uniform(0.7, 1.3)
+    return Sway(
+        amplitude=(a * math.cos(direction), a * math.sin(direction)),
+        hz=(hz * rng.uniform(0.8, 1.2), hz * rng.uniform(0.8, 1.2)),
+        phase=(rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)),
+    )
 
 
 @dataclass
@@ -149,13 +192,15 @@ class SceneObject:
     angle0: float  # degrees
     spin: float  # degrees per second
     bounds: tuple[float, float, float, float]  # x_lo, y_lo, x_hi, y_hi of the centre
+    sway: Sway = Sway()
 
     def poses(self, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(world_from_sprite, sprite_from_world), each [n, 3, 3], at the n instants t_s
         (seconds); built in closed form, no matrix inverse per draw."""
         x_lo, y_lo, x_hi, y_hi = self.bounds
-        cx = _bounce(self.pos0[0], self.velocity[0], x_lo, x_hi, t_s)
-        cy = _bounce(self.pos0[1], self.velocity[1], y_lo, y_hi, t_s)
+        sx, sy = self.sway.at(t_s)
+        cx = _reflect(self.pos0[0] + self.velocity[0] * t_s + sx, x_lo, x_hi)
+        cy = _reflect(self.pos0[1] + self.velocity[1] * t_s + sy, y_lo, y_hi)
         a = np.radians(self.angle0 + self.spin * t_s)
         ca, sa = np.cos(a), np.sin(a)
         hx, hy = (self.rgba.shape[1] - 1) / 2, (self.rgba.shape[0] - 1) / 2
@@ -186,12 +231,16 @@ class Scene:
     world_size is the RGB view (objects bounce inside it); world_bounds is the
     rectangle (x0, y0, x1, y1) that any view may see (the event camera sees a little
     more than the RGB camera). The background moves as if the camera pans at
-    pan_speed px/s, i.e. the content drifts by -pan_speed in the view.
+    pan_speed px/s, i.e. the content drifts by -pan_speed in the view; camera_shake
+    (px, Hz) adds a sinusoidal sway of the camera, object_swing (px, Hz) one per object
+    on top of its straight-line bouncing path (each draws its own direction, phase and
+    a frequency within +-20 %). Both default to none.
 
     `render_gray_batch` renders BATCH consecutive instants step_us apart with ONE
     4-channel warp: channel j of the luminance texture is pre-shifted by the pan over j
     steps. OpenCV warps 4 float channels barely slower than 1, so the background costs
     a quarter per step, and the result is exact because the pan is a constant velocity.
+    A shaking camera breaks that, so its background takes one 1-channel warp per step.
     """
 
     BATCH = 4
@@ -207,8 +256,14 @@ class Scene:
         rotation_speed: float = 90.0,
         step_us: int = 500,
         period: tuple[int, int] = (512, 384),
+        camera_shake: tuple[float, float] = (0.0, 0.0),
+        object_swing: tuple[float, float] = (0.0, 0.0),
     ) -> None:
         rng = np.random.default_rng([seed, 0x5C3E])
+        # Non-linear motion draws from its own stream: with none, a seed gives exactly the
+        # scene it gave before sways existed.
+        sway_rng = np.random.default_rng([seed, 0x5A7E])
+        self.shake = random_sway(sway_rng, *camera_shake)
         self.world_size = world_size
         self.pan_speed = pan_speed
         self.period = period
@@ -232,9 +287,12 @@ class Scene:
         # 4 channels everywhere: OpenCV's 3-channel float warp is twice as slow.
         self.texture = np.ascontiguousarray(rgba[ys][:, xs], np.float32)
         self.texture_luma4 = np.ascontiguousarray(luma4[ys][:, xs], np.float32)
+        self.texture_luma1 = np.ascontiguousarray(self.texture_luma4[..., 0])
         self.objects = [
             self._make_object(rng, object_speed, rotation_speed) for _ in range(n_objects)
         ]
+        for obj in self.objects:
+            obj.sway = random_sway(sway_rng, *object_swing)
 
     def _make_object(self, rng: np.random.Generator, speed: float, spin: float) -> SceneObject:
         rgba = _sprite(rng)
@@ -260,19 +318,26 @@ class Scene:
     def max_speed_px_per_s(self) -> float:
         """Upper bound of how fast any scene point moves in the world (pan, object
         translation, and rotation at the sprite's corner)."""
-        speed = math.hypot(*self.pan_speed)
+        speed = math.hypot(*self.pan_speed) + self.shake.peak_speed()
         for obj in self.objects:
             radius = math.hypot(*obj.rgba.shape[:2]) / 2
-            v = math.hypot(*obj.velocity) + math.radians(abs(obj.spin)) * radius
+            v = math.hypot(*obj.velocity) + obj.sway.peak_speed()
+            v += math.radians(abs(obj.spin)) * radius
             speed = max(speed, v)
         return speed
+
+    def background_offset(self, t_s: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
+        """Texel offset of the background at t_s: the view's x shows texel x + offset.
+        The flow of the background from t1 to t2 is offset(t1) - offset(t2)."""
+        sx, sy = self.shake.at(t_s)
+        return self.pan_speed[0] * np.asarray(t_s) + sx, self.pan_speed[1] * np.asarray(t_s) + sy
 
     def _background(
         self, tex: np.ndarray, t_us: float, out_size: tuple[int, int], world_to_out: np.ndarray
     ) -> np.ndarray:
-        t_s = t_us * 1e-6
-        ox = (self.pan_speed[0] * t_s) % self.period[0] - self._origin[0]
-        oy = (self.pan_speed[1] * t_s) % self.period[1] - self._origin[1]
+        bx, by = self.background_offset(t_us * 1e-6)
+        ox = float(bx) % self.period[0] - self._origin[0]
+        oy = float(by) % self.period[1] - self._origin[1]
         m = np.linalg.inv(world_to_out)
         m[0] += ox * m[2]
         m[1] += oy * m[2]
@@ -312,8 +377,18 @@ class Scene:
         [BATCH, H, W] float32 stack (planar, so later full-frame ops run at full speed);
         planes from count on hold the background only."""
         world_to_out = np.asarray(world_to_out, np.float64)
-        out = self._background(self.texture_luma4, t_us, out_size, world_to_out)
-        planes = np.ascontiguousarray(np.moveaxis(out, -1, 0))
+        if self.shake.active:
+            planes = np.stack(
+                [
+                    self._background(
+                        self.texture_luma1, t_us + j * self.step_us, out_size, world_to_out
+                    )
+                    for j in range(self.BATCH)
+                ]
+            )
+        else:
+            out = self._background(self.texture_luma4, t_us, out_size, world_to_out)
+            planes = np.ascontiguousarray(np.moveaxis(out, -1, 0))
         t_s = (t_us + np.arange(count) * self.step_us) * 1e-6
         out_to_world = np.linalg.inv(world_to_out)
         for obj in self.objects:
