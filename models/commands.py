@@ -236,9 +236,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     if args.stages:
         cfg.stages = [[s[0], f] for s, f in zip(STAGES, args.stages, strict=True)]
-    if args.flow_steps < 0 or args.flow_steps >= cfg.steps and not args.resume:
+    if args.flow_steps < 0 or (args.flow_steps > cfg.steps and not args.resume):
         raise ModelError(
-            f"--flow-steps must be >= 0 and below --steps ({cfg.steps}), got {args.flow_steps}"
+            f"--flow-steps must be >= 0 and at most --steps ({cfg.steps}; equal: a run of "
+            f"flow pretraining only), got {args.flow_steps}"
         )
     if args.flow_weight < 0 or args.flow_head_lr_mult <= 0:
         raise ModelError("--flow-weight must be >= 0 and --flow-head-lr-mult > 0")

@@ -191,6 +191,20 @@ class TimeLens(nn.Module):
         self.unet_dtype = torch.float16
         return self
 
+    def widened(self, width: float) -> TimeLens:
+        """A copy at a larger width that computes exactly the same function: the old
+        weights fill the first channels of every layer, the weights from the new input
+        channels into the old output channels are zero, and everything feeding the new
+        channels keeps a fresh random initialisation. Training then starts from this
+        model's quality with more capacity (the weights into old channels from new ones
+        get gradients from the first step)."""
+        if not width >= self.width:
+            raise ValueError(f"widened: width {width} is below this model's {self.width}")
+        wide = TimeLens(width=width, swap_refined=self.swap_refined)
+        for name in _UNETS:
+            _widen_unet(getattr(self, name), getattr(wide, name))
+        return wide
+
     def _unet(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return net(x.to(self.unet_dtype)).float()
 
@@ -301,6 +315,42 @@ class TimeLens(nn.Module):
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(blob, path)
+
+
+def _widen_unet(old: UNet, new: UNet) -> None:
+    """Copy old into the first channels of new (see TimeLens.widened)."""
+
+    def chans(conv: nn.Conv2d) -> tuple[int, int]:
+        return conv.out_channels, conv.in_channels
+
+    def copy(o: nn.Conv2d, n: nn.Conv2d, in_index: torch.Tensor) -> None:
+        with torch.no_grad():
+            out_old = o.out_channels
+            n.weight[:out_old] = 0.0  # old outputs see no new input channel
+            n.weight[:out_old, in_index] = o.weight
+            n.bias[:out_old] = o.bias
+
+    def same(conv: nn.Conv2d) -> torch.Tensor:
+        return torch.arange(conv.in_channels)
+
+    pairs: list[tuple[nn.Conv2d, nn.Conv2d, torch.Tensor]] = []
+    for path in ("conv1", "conv2", "conv3"):
+        pairs.append((getattr(old, path), getattr(new, path), same(getattr(old, path))))
+    for i in range(1, 6):
+        for part in ("conv1", "conv2"):
+            o, n = getattr(getattr(old, f"down{i}"), part), getattr(getattr(new, f"down{i}"), part)
+            pairs.append((o, n, same(o)))
+        up_o, up_n = getattr(old, f"up{i}"), getattr(new, f"up{i}")
+        pairs.append((up_o.conv1, up_n.conv1, same(up_o.conv1)))
+        # conv2 reads cat([x, skip]): the old skip channels move up by the new width of x
+        c_old, c_new = up_o.conv1.out_channels, up_n.conv1.out_channels
+        idx = torch.arange(up_o.conv2.in_channels)
+        pairs.append((up_o.conv2, up_n.conv2, torch.where(idx < c_old, idx, idx - c_old + c_new)))
+    for o, n, in_index in pairs:
+        (oo, oi), (no, ni) = chans(o), chans(n)
+        if oo > no or oi > ni or o.kernel_size != n.kernel_size:
+            raise ValueError(f"cannot widen a {o} into a {n}")
+        copy(o, n, in_index)
 
 
 def _looks_like_torch_file(path: Path) -> bool:

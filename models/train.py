@@ -379,12 +379,15 @@ class Trainer:
             torch.manual_seed(cfg.seed)
             if cfg.init:
                 self.model = TimeLens.load(cfg.init)
-                if abs(self.model.width - cfg.width) > 1e-9 or self.model.swap_refined:
+                if self.model.width > cfg.width + 1e-9 or self.model.swap_refined:
                     raise TrainError(
                         f"--init {cfg.init}: width {self.model.width} / swap_refined "
-                        f"{self.model.swap_refined}, the run needs width {cfg.width} and "
+                        f"{self.model.swap_refined}, the run needs width <= {cfg.width} and "
                         "the paper pairing"
                     )
+                if self.model.width < cfg.width - 1e-9:
+                    log(f"widening {cfg.init} from width {self.model.width} to {cfg.width}")
+                    self.model = self.model.widened(cfg.width)
             else:
                 self.model = TimeLens(width=cfg.width, swap_refined=False)
             if cfg.zero_init_heads:

@@ -299,6 +299,29 @@ def test_batch_items_are_independent() -> None:
     assert torch.allclose(whole[1:2], one, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("swap", [True, False])
+def test_widened_model_computes_the_same_function_and_learns(swap: bool) -> None:
+    narrow = small_model(width=0.125, swap=swap)
+    wide = narrow.widened(0.25)
+    assert wide.width == 0.25 and wide.swap_refined == swap
+    assert wide.flow_network.conv1.out_channels > narrow.flow_network.conv1.out_channels
+    args = inputs(2, 41, 50)
+    with torch.inference_mode():
+        a, b = narrow(*args), wide(*args)
+    assert (a - b).abs().max() < 1e-4 * max(1.0, float(a.abs().max()))
+    # the new channels take part from the first step: the zero weights into the old
+    # channels get gradients, and one step changes the output
+    wide.train()
+    loss = wide(*args).abs().mean()
+    loss.backward()
+    w = wide.flow_network.up5.conv2.weight
+    c_new = wide.flow_network.up5.conv1.out_channels
+    c_old = narrow.flow_network.up5.conv1.out_channels
+    assert float(w.grad[:c_old, c_old:c_new].abs().sum()) > 0
+    with pytest.raises(ValueError, match="below"):
+        wide.widened(0.125)
+
+
 # --------------------------------------------------------------- ONNX
 
 

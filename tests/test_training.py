@@ -191,6 +191,17 @@ def test_flow_stage_then_staged_recipe(tmp_path, cache):
     t = Trainer(init, log=lines.append)
     a, b = TimeLens.load(init.init).state_dict(), t.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # a wider run grows the checkpoint (same function, more channels); a narrower one
+    # cannot start from it
+    wider = _tiny_config(tmp_path / "wider", cache, 1)
+    wider.init, wider.width = init.init, 0.125
+    t = Trainer(wider, log=lines.append)
+    assert t.model.width == 0.125 and any("widening" in line for line in lines)
+    narrower = _tiny_config(tmp_path / "narrower", cache, 1)
+    narrower.init, narrower.width = str(tmp_path / "wider" / "last.pt"), 0.0625
+    t.run()
+    with pytest.raises(RuntimeError, match="width <= 0.0625"):
+        Trainer(narrower, log=lines.append)
 
 
 def _tiny_config(out, cache, steps):
@@ -253,7 +264,10 @@ def test_train_command_takes_the_whole_recipe(tmp_path, cache, capsys):
     base = ["train", "--width", "0.0625", "--crop", "32", "--batch", "2", "--sequences", "2"]
     base += ["--intervals", "2", "--frame-size", "64x48", "--cache", str(cache)]
     base += ["--checkpoint-every", "2"]
-    assert commands.main([*base, "--out", str(first), "--steps", "2", "--motion", "linear"]) == 0
+    pure_flow = ["--steps", "2", "--flow-steps", "2", "--motion", "linear"]
+    assert commands.main([*base, "--out", str(first), *pure_flow]) == 0
+    with (first / "loss.csv").open() as f:
+        assert [r["stage"] for r in csv.DictReader(f)] == ["flow", "flow"]
     out = tmp_path / "second"
     args = [*base, "--out", str(out), "--steps", "5", "--init", str(first / "last.pt")]
     args += ["--flow-steps", "2", "--flow-weight", "0.01", "--flow-head-lr-mult", "20"]
