@@ -6,6 +6,11 @@ torch.inference_mode with torch's default threads. GPU rows appear only when an
 onnxruntime GPU provider really works (see models.engine.OnnxTimeLens). On the CPU
 provider the int8 engine (models.quantize, calibrated on simulated-rig inputs) is
 timed in the same interleaved loop, so its "vs eager" ratio comes from one run.
+
+`bench_torch_cuda` times eager PyTorch on a CUDA device (fp32 with cuDNN's TF32
+convolutions, and fp16 U-Nets in channels-last layout): the GPU figures on machines
+where torch has CUDA but onnxruntime has no GPU provider (the lent GPU machines hold a
+CPU-only onnxruntime, and onnxruntime-gpu cannot be carried there).
 """
 
 from __future__ import annotations
@@ -127,6 +132,61 @@ def bench_model(
     return rows
 
 
+def bench_torch_cuda(
+    sizes: Sequence[tuple[int, int]] = ((256, 256), (480, 640)),
+    widths: Sequence[float] = (1.0,),
+    batch: int = 7,
+    repeats: int = 10,
+    precisions: Sequence[str] = ("fp32", "fp16"),
+    device: str = "cuda",
+) -> list[dict]:
+    """ms per inserted frame for eager torch on `device`, every inserted frame of an
+    interval in one batch (7 at 8x). Timed with CUDA events around each run after two
+    warm-ups (cuDNN picks its algorithms in the first, `cudnn.benchmark`); the median of
+    `repeats`. fp16 runs the U-Nets in half precision (warps and blending stay fp32, as
+    the fp16 export does) with channels-last tensors, the layout tensor cores want."""
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"bench_torch_cuda: this torch ({torch.__version__}) sees no CUDA")
+    dev = torch.device(device)
+    torch.backends.cudnn.benchmark = True
+    rows: list[dict] = []
+    for width in widths:
+        for precision in precisions:
+            torch.manual_seed(0)
+            model = TimeLens(width=width).eval().to(dev)
+            if precision == "fp16":
+                model.half_unets()
+                model = model.to(memory_format=torch.channels_last)
+            elif precision != "fp32":
+                raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+            for size in sizes:
+                args = [a.to(dev) for a in sample_inputs(batch, size[0], size[1])]
+                if precision == "fp16":
+                    args = [
+                        a.contiguous(memory_format=torch.channels_last) if a.dim() == 4 else a
+                        for a in args
+                    ]
+                times = []
+                with torch.inference_mode():
+                    for i in range(2 + max(1, repeats)):
+                        start = torch.cuda.Event(enable_timing=True)
+                        end = torch.cuda.Event(enable_timing=True)
+                        start.record()
+                        model(*args)
+                        end.record()
+                        torch.cuda.synchronize(dev)
+                        if i >= 2:
+                            times.append(start.elapsed_time(end) / 1000.0)
+                row = _row(size, width, "torch", "cuda", precision, statistics.median(times), batch)
+                row["device_name"] = torch.cuda.get_device_name(dev)
+                row["max_memory_gb"] = torch.cuda.max_memory_allocated(dev) / 1e9
+                rows.append(row)
+                torch.cuda.reset_peak_memory_stats(dev)
+            del model
+            torch.cuda.empty_cache()
+    return rows
+
+
 def format_table(rows: Sequence[dict]) -> str:
     """Markdown table of bench_model rows, plus the ONNX/eager speed ratio per size and width."""
     lines = [
@@ -136,7 +196,7 @@ def format_table(rows: Sequence[dict]) -> str:
     eager = {
         (r["height"], r["width_px"], r["model_width"]): r["fps"]
         for r in rows
-        if r["backend"] == "torch"
+        if r["backend"] == "torch" and r["provider"] == "cpu"
     }
     for r in rows:
         base = eager.get((r["height"], r["width_px"], r["model_width"]))

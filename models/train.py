@@ -417,8 +417,12 @@ class Trainer:
         self.model.train()
         return psnr(pred.clamp(0, 1), self.val_batch["gt"])
 
-    def run(self) -> Path:
+    def run(self, deadline: float | None = None) -> Path:
+        """Train up to cfg.steps. `deadline` (a time.perf_counter() value) ends the run
+        early, after the step in progress, with a checkpoint: a time-boxed run on a lent
+        machine must return weights even when its step-rate estimate was optimistic."""
         cfg = self.cfg
+        self.stopped_early = False
         self._fractions = [f for _, f in cfg.stages]
         csv_path = self.out / "loss.csv"
         rows = _read_rows(csv_path, self.step)
@@ -458,7 +462,9 @@ class Trainer:
             loss_value = float(loss.detach())
             window.append(loss_value)
             val = ""
-            last = self.step == cfg.steps
+            if deadline is not None and now >= deadline and self.step < cfg.steps:
+                self.stopped_early = True
+            last = self.step == cfg.steps or self.stopped_early
             if self.step % cfg.checkpoint_every == 0 or last:
                 val = f"{self.validate():.2f}"
                 self.save()
@@ -478,6 +484,9 @@ class Trainer:
                 draw_loss_curve(
                     rows, self.out / "loss.png", cfg.steps, cfg.flow_steps, self._fractions
                 )
+            if self.stopped_early:
+                self.log(f"deadline reached: stopped at step {self.step} of {cfg.steps}")
+                break
         _write_rows(csv_path, rows)
         draw_loss_curve(rows, self.out / "loss.png", cfg.steps, cfg.flow_steps, self._fractions)
         return self.out / CHECKPOINT_FILE

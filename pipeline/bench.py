@@ -117,11 +117,16 @@ def bench_pipeline(args: argparse.Namespace) -> dict[str, Any]:
 
 def bench_model_cmd(args: argparse.Namespace) -> dict[str, Any]:
     """ms per inserted frame for eager PyTorch and the ONNX engine (fp32, and int8 on
-    CPU; fp16 on a GPU when one works), full-size and small, in one alternating run."""
-    from models.bench import bench_model, format_table
+    CPU; fp16 on a GPU when one works), full-size and small, in one alternating run;
+    plus eager torch on CUDA (fp32, fp16; batch 7 = one 8x interval) when torch sees a GPU."""
+    import torch
+
+    from models.bench import bench_model, bench_torch_cuda, format_table
 
     sizes = tuple(tuple(int(v) for v in s.split("x"))[::-1] for s in args.sizes)
     rows = bench_model(sizes=sizes, widths=tuple(args.widths), repeats=args.repeats)
+    if torch.cuda.is_available():
+        rows += bench_torch_cuda(sizes=sizes, widths=tuple(args.widths))
     print(format_table(rows), file=sys.stderr)
     return {"model": rows}
 
