@@ -444,3 +444,21 @@ def test_import_official(tmp_path, capsys):
         == 2
     )
     assert "missing" in capsys.readouterr().err
+
+
+def test_a_deadline_stops_the_run_with_a_checkpoint(tmp_path, cache):
+    import time
+
+    lines: list[str] = []
+    trainer = Trainer(_tiny_config(tmp_path / "run", cache, 50), log=lines.append)
+    ckpt = trainer.run(deadline=time.perf_counter())  # already passed: one step, then stop
+    assert trainer.stopped_early and trainer.step == 1
+    assert TimeLens.load(ckpt).width == 0.0625
+    assert any("deadline reached: stopped at step 1 of 50" in line for line in lines)
+    with (tmp_path / "run" / "loss.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 and rows[0]["val_psnr"]  # validated and saved at the stop
+    # without a deadline the same run goes to its end
+    full = Trainer(_tiny_config(tmp_path / "full", cache, 3), log=lines.append)
+    full.run()
+    assert not full.stopped_early and full.step == 3
