@@ -45,6 +45,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from models.commands import _frame_size, _positive_int, _stage_fractions
+
 REPORT = "report.json"
 PART_PREFIX = "weights.fp16.part"
 #: Bytes per weights part: under the 16 MiB a returned file may have.
@@ -117,7 +119,7 @@ def _train_config(
 ):
     from models.train import STAGES, TrainConfig
 
-    fractions = [float(f) for f in args.stages.split(",")]
+    fractions = args.stages
     if flow_steps is None:
         flow_steps = int(round(args.flow_share * steps))
 
@@ -155,7 +157,7 @@ def _measure_step_s(args: argparse.Namespace, work: Path, device: str, log, stag
 
     probe_args = argparse.Namespace(**vars(args))
     probe_args.flow_share = 1.0 if stage == "flow" else 0.0
-    probe_args.stages = ",".join(["0"] * (len(STAGES) - 1) + ["1"])
+    probe_args.stages = [0.0] * (len(STAGES) - 1) + [1.0]
     warm, timed = 3, max(5, args.probe_steps)
     cfg = _train_config(probe_args, work / f"probe-{stage}", warm + timed, device)
     cfg.checkpoint_every = 10**9
@@ -282,6 +284,16 @@ def run(args: argparse.Namespace, log=print) -> dict:
             f"--width {args.width}: its fp16 weights ({_weights_bytes(args.width) / 2**20:.0f} MiB) "
             f"could not come back (at most {MAX_WEIGHTS_BYTES / 2**20:.0f} MiB); use --width 0.5 or less"
         )
+    if not args.skip_train and args.init:
+        # A wrong --init fails here, not after the bench has spent its share of the lease.
+        from models.timelens import TimeLens
+
+        start = TimeLens.load(args.init)
+        if start.width > args.width + 1e-9:
+            raise GpuSessionError(
+                f"--init {args.init} has width {start.width}, above --width {args.width}; "
+                "the run grows a checkpoint, it cannot shrink one"
+            )
     report: dict = {"budget_s": args.budget_s, "args": vars(args), "errors": []}
     report["env"] = _env(device)
     log(f"env: {json.dumps(report['env'])}")
@@ -458,14 +470,23 @@ def assemble(folder: str | Path, out: str | Path) -> Path:
 # ------------------------------------------------------------------ command line
 
 
-def _frame_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH such as 320x240, got {text!r}") from None
-    if w < 32 or h < 32:
-        raise argparse.ArgumentTypeError(f"frame size {text} is below 32x32")
-    return w, h
+def _share(text: str) -> float:
+    v = float(text)
+    if not 0 <= v < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {v}")
+    return v
+
+
+def _positive(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {v}")
+    return v
+
+
+def _bench_size(text: str) -> str:
+    _frame_size(text)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -476,64 +497,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run", help="bench, train and evaluate within a time budget")
-    r.add_argument("--out", required=True, help="folder for what comes back ($OUT on the device)")
-    r.add_argument(
-        "--work", default="/tmp/slomo-gpu-session", help="scratch folder (checkpoints, state)"
-    )
-    r.add_argument(
-        "--budget-s", type=float, default=480.0, help="wall-clock budget of the whole run"
-    )
-    r.add_argument(
-        "--eval-reserve-s", type=float, default=75.0, help="seconds kept for eval and packing"
-    )
-    r.add_argument("--device", default="cuda", help="cuda, cuda:N, cpu (cpu: a rehearsal)")
-    r.add_argument("--width", type=float, default=0.5)
-    r.add_argument("--batch", type=int, default=32)
-    r.add_argument("--crop", type=int, default=128)
-    r.add_argument("--lr", type=float, default=5e-4)
-    r.add_argument(
-        "--flow-share",
-        type=float,
-        default=0.25,
-        help="share of the training time in the ground-truth flow stage",
-    )
-    r.add_argument("--flow-weight", type=float, default=0.01)
-    r.add_argument("--flow-head-lr-mult", type=float, default=20.0)
-    r.add_argument("--stages", default="0.05,0.25,0.2,0.5", help="shares of the staged recipe")
-    r.add_argument(
-        "--init", default="", help="checkpoint to start from (default: the shipped weights)"
-    )
-    r.add_argument("--motion", default="varied")
-    r.add_argument("--data-workers", type=int, default=max(0, min(14, (os.cpu_count() or 2) - 2)))
-    r.add_argument("--probe-steps", type=int, default=10)
-    r.add_argument(
-        "--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)), help="torch CPU threads"
-    )
-    r.add_argument(
-        "--cache-dir",
-        default="",
-        help="simulated data cache (default: WORK/sim-data)",
-    )
-    r.add_argument("--eval-sequences", type=int, default=8)
-    r.add_argument("--train-sequences", type=int, default=48)
-    r.add_argument(
-        "--frame-size",
-        type=_frame_size,
-        default=DEFAULT_FRAME_SIZE,
-        help="WxH of the simulated data",
-    )
-    r.add_argument("--no-eval-shipped", dest="eval_shipped", action="store_false")
-    r.add_argument("--bench-sizes", nargs="+", default=["256x256", "640x480"], help="WxH")
-    r.add_argument("--bench-repeats", type=int, default=10)
-    r.add_argument(
+    add = r.add_argument
+    add("--out", required=True, help="folder for what comes back ($OUT on the device)")
+    add("--work", default="/tmp/slomo-gpu-session", help="scratch folder (checkpoints, state)")
+    add("--budget-s", type=_positive, default=480.0, help="wall-clock budget of the whole run")
+    add("--eval-reserve-s", type=_positive, default=75.0, help="seconds kept for eval, packing")
+    add("--device", default="cuda", help="cuda, cuda:N, cpu (cpu: a rehearsal)")
+    add("--width", type=_positive, default=0.5)
+    add("--batch", type=_positive_int, default=32)
+    add("--crop", type=_positive_int, default=128)
+    add("--lr", type=_positive, default=5e-4)
+    add("--flow-share", type=_share, default=0.25, help="share of the training time on flow")
+    add("--flow-weight", type=float, default=0.01)
+    add("--flow-head-lr-mult", type=_positive, default=20.0)
+    add("--stages", type=_stage_fractions, default=[0.05, 0.25, 0.2, 0.5], help="staged shares")
+    add("--init", default="", help="checkpoint to start from (default: the shipped weights)")
+    add("--motion", default="varied", choices=("varied", "linear"))
+    add("--data-workers", type=int, default=max(0, min(14, (os.cpu_count() or 2) - 2)))
+    add("--probe-steps", type=_positive_int, default=10)
+    add("--threads", type=_positive_int, default=max(1, min(4, os.cpu_count() or 1)))
+    add("--cache-dir", default="", help="simulated data cache (default: WORK/sim-data)")
+    add("--eval-sequences", type=_positive_int, default=8)
+    add("--train-sequences", type=_positive_int, default=48)
+    add("--frame-size", type=_frame_size, default=DEFAULT_FRAME_SIZE, help="WxH of the data")
+    add("--no-eval-shipped", dest="eval_shipped", action="store_false")
+    add("--bench-sizes", type=_bench_size, nargs="+", default=["256x256", "640x480"], help="WxH")
+    add("--bench-repeats", type=_positive_int, default=10)
+    add(
         "--bench-batches",
-        type=int,
+        type=_positive_int,
         nargs="+",
         default=[7, 28],
         help="inserted frames per run: 7 = one 8x interval, 28 = four intervals at once",
     )
-    r.add_argument("--skip-bench", action="store_true")
-    r.add_argument("--skip-train", action="store_true")
+    add("--skip-bench", action="store_true")
+    add("--skip-train", action="store_true")
     a = sub.add_parser("assemble", help="join the weights a run sent back into a checkpoint")
     a.add_argument("folder")
     a.add_argument("--out", required=True, help="checkpoint to write (.pt)")
@@ -541,6 +539,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from models.registry import ModelError
+    from models.timelens import CheckpointError
+    from models.train import TrainError
+
     args = build_parser().parse_args(argv)
     try:
         if args.cmd == "run":
@@ -556,7 +558,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             path = assemble(args.folder, args.out)
             print(f"wrote {path}")
-    except GpuSessionError as exc:
+    except (GpuSessionError, TrainError, CheckpointError, ModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

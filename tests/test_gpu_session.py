@@ -128,6 +128,23 @@ def test_a_width_whose_weights_cannot_come_back_is_refused_first(tmp_path, capsy
     assert not (tmp_path / "o" / "report.json").exists()
 
 
+def test_a_wrong_device_or_start_checkpoint_fails_before_any_work(tmp_path, capsys):
+    out = tmp_path / "o"
+    if not torch.cuda.is_available():
+        assert gpu_session.main(["run", "--out", str(out), "--device", "cuda"]) == 2
+        assert "sees no CUDA device" in capsys.readouterr().err
+    missing = tmp_path / "nope.pt"
+    code = gpu_session.main(["run", "--out", str(out), "--device", "cpu", "--init", str(missing)])
+    assert code == 2
+    assert str(missing) in capsys.readouterr().err
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    code = gpu_session.main(
+        ["run", "--out", str(out), "--device", "cpu", "--init", str(tmp_path / "junk.pt")]
+    )
+    assert code == 2 and "junk.pt" in capsys.readouterr().err
+    assert not (out / "report.json").exists()
+
+
 def test_parts_stay_under_the_returned_file_limit():
     assert PART_BYTES < 16 * 2**20
 
