@@ -162,14 +162,11 @@ def _measure_step_s(args: argparse.Namespace, work: Path, device: str, log, stag
     cfg = _train_config(probe_args, work / f"probe-{stage}", warm + timed, device)
     cfg.checkpoint_every = 10**9
     cfg.log_every = 10**9
-    Trainer(cfg, log=lambda *_: None).run()
-    lines = (work / f"probe-{stage}" / "loss.csv").read_text().strip().splitlines()[1:]
-    elapsed = {int(r.split(",")[0]): float(r.split(",")[4]) for r in lines}
+    trainer = Trainer(cfg, log=lambda *_: None)
+    trainer.run()
     # The median step: data workers warm up (each builds the scenes it meets) over the
     # first steps, and a mean would plan from those stalls.
-    rate = float(
-        np.median([elapsed[k] - elapsed[k - 1] for k in range(warm + 1, warm + timed + 1)])
-    )
+    rate = max(1e-4, float(np.median(trainer.step_times[warm:])))
     log(
         f"train: {rate:.3f} s/step in stage '{stage}' (batch {args.batch}, crop {args.crop}, "
         "data included)"

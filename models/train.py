@@ -423,6 +423,8 @@ class Trainer:
         machine must return weights even when its step-rate estimate was optimistic."""
         cfg = self.cfg
         self.stopped_early = False
+        #: Wall seconds of each step of this call, data included (step-rate probes).
+        self.step_times: list[float] = []
         self._fractions = [f for _, f in cfg.stages]
         csv_path = self.out / "loss.csv"
         rows = _read_rows(csv_path, self.step)
@@ -458,6 +460,7 @@ class Trainer:
             self.step += 1
             now = time.perf_counter()
             self.elapsed += now - t_last
+            self.step_times.append(now - t_last)
             t_last = now
             loss_value = float(loss.detach())
             window.append(loss_value)
