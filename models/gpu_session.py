@@ -11,7 +11,9 @@ is one command, run from the repository root without installing anything:
     python3 -m models.gpu_session run --out "$OUT" --budget-s 480
 
 It imports only models/, rig/ (the simulator) and pipeline/jobs, and in that budget:
-1. env: the GPU, torch and CUDA versions, CPU count;
+1. env: the GPU, torch and CUDA versions, CPU count; checks of the GPU code paths
+   against their CPU twins (voxel grids on the device, the model in fp32 and fp16, the
+   worker's interpolator on a simulated interval: `gpu_checks`);
 2. bench: eager torch on CUDA (fp32 with TF32 convolutions, fp16 U-Nets channels-last),
    full size and the training width, 256x256 and 640x480, batch 7 (one 8x interval)
    and 28 (four intervals, what several queued intervals allow), against the goal of
@@ -174,6 +176,76 @@ def _measure_step_s(args: argparse.Namespace, work: Path, device: str, log, stag
     return rate
 
 
+def gpu_checks(device: torch.device, frame_size: tuple[int, int] = (96, 64)) -> list[dict]:
+    """The project's GPU code paths against their CPU twins (they never ran on a GPU
+    before a machine was lent): voxel grids built on the device, the model in fp32 and
+    in fp16, and the worker's interpolator on a simulated interval. Each row: name,
+    measured value, limit, passed."""
+    from models.dataset import load_sequence
+    from models.engine import TimeLensInterpolator
+    from models.export import sample_inputs
+    from models.timelens import TimeLens, voxel_grid, voxel_grid_torch
+    from models.train import psnr
+
+    rows = []
+
+    def check(name: str, value: float, limit: float, higher_is_better: bool) -> None:
+        ok = value >= limit if higher_is_better else value <= limit
+        rows.append({"check": name, "value": float(value), "limit": limit, "passed": bool(ok)})
+
+    rng = np.random.default_rng(0)
+    n, h, w = 200_000, 120, 160
+    x, y = rng.uniform(0, w - 1, n).astype(np.float32), rng.uniform(0, h - 1, n).astype(np.float32)
+    t, p = np.sort(rng.integers(0, 20_000, n)), rng.integers(0, 2, n).astype(np.int8)
+    ref = voxel_grid(x, y, t, p, 0, 20_000, 5, h, w)
+    on = voxel_grid_torch(
+        *(torch.as_tensor(a, device=device) for a in (x, y, t, p)), 0, 20_000, 5, h, w
+    )
+    check(
+        "voxel grid: device vs numpy, max abs diff",
+        (on.cpu() - torch.from_numpy(ref)).abs().max(),
+        1e-3,
+        False,
+    )
+
+    torch.manual_seed(0)
+    model = TimeLens(width=1.0).eval()
+    args = sample_inputs(2, 64, 96)
+    with torch.inference_mode():
+        cpu = model(*args)
+        dev = model.to(device)(*(a.to(device) for a in args)).cpu()
+    check(
+        "TimeLens fp32 (random weights): device vs CPU, max abs diff",
+        (dev - cpu).abs().max(),
+        1e-3,
+        False,
+    )
+
+    # Trained weights on a real interval: outputs in range, so PSNR means something.
+    job = load_sequence(3, 1, frame_size, None).sample(0).job(8)
+    on_cpu = TimeLensInterpolator(TimeLens.load(_shipped_checkpoint()), backend="torch")
+    ref = on_cpu.interpolate(job).astype(np.float32)
+    for precision in ("fp32", "fp16"):
+        model = TimeLens.load(_shipped_checkpoint())
+        if precision == "fp16":
+            model.half_unets()
+        frames = TimeLensInterpolator(model, backend="torch", device=device).interpolate(job)
+        check(
+            f"worker interpolator, shipped weights {precision} on the device vs fp32 on the CPU "
+            "(8x frames): PSNR dB",
+            psnr(frames.astype(np.float32), ref, 255.0),
+            45.0 if precision == "fp32" else 38.0,
+            True,
+        )
+    return rows
+
+
+def _shipped_checkpoint() -> Path:
+    from models.registry import SHIPPED_CHECKPOINT
+
+    return SHIPPED_CHECKPOINT
+
+
 def _pack_weights(ckpt: Path, out: Path, meta: dict) -> list[dict]:
     """fp16 state dict of `ckpt`, in parts of at most PART_BYTES, with their hashes."""
     from models.timelens import TimeLens
@@ -229,6 +301,18 @@ def _report_md(report: dict) -> str:
         f"{env['cpus']} CPUs; budget {report['budget_s']:.0f} s, used {report['used_s']:.0f} s.",
         "",
     ]
+    if report.get("checks"):
+        out += [
+            "## GPU code paths against their CPU twins",
+            "",
+            "| check | value | limit | |",
+            "| --- | ---: | ---: | --- |",
+        ]
+        out += [
+            f"| {c['check']} | {c['value']:.3g} | {c['limit']:g} | {'ok' if c['passed'] else 'FAIL'} |"
+            for c in report["checks"]
+        ]
+        out.append("")
     if report.get("bench"):
         out += ["## Bench (eager torch, CUDA events, median)", "", _bench_md(report["bench"]), ""]
     tr = report.get("train")
@@ -300,7 +384,18 @@ def run(args: argparse.Namespace, log=print) -> dict:
         (out / REPORT).write_text(json.dumps(report, indent=2, default=str) + "\n")
         (out / "report.md").write_text(_report_md(report))
 
-    # 1. bench
+    # 1. checks and bench
+    if device.type == "cuda":
+        try:
+            report["checks"] = gpu_checks(device)
+            for row in report["checks"]:
+                log(
+                    f"check {'ok  ' if row['passed'] else 'FAIL'} {row['check']}: {row['value']:.3g} (limit {row['limit']:g})"
+                )
+        except Exception as exc:  # noqa: BLE001 - report and go on
+            report["errors"].append(f"checks: {type(exc).__name__}: {exc}")
+            log(f"checks failed: {exc}")
+        save()
     if not args.skip_bench and device.type == "cuda":
         from models.bench import bench_torch_cuda
 

@@ -167,3 +167,12 @@ def test_bench_on_gpu():
     rows = bench_torch_cuda(sizes=((64, 64),), widths=(0.25,), repeats=2)
     assert {r["precision"] for r in rows} == {"fp32", "fp16"}
     assert all(r["fps"] > 0 and r["provider"] == "cuda" for r in rows)
+
+
+@pytest.mark.slow
+def test_gpu_checks_rehearse_on_the_cpu():
+    rows = {r["check"].split(":")[0]: r for r in gpu_session.gpu_checks(torch.device("cpu"))}
+    assert len(rows) == 4 and all(r["passed"] for r in rows.values())
+    fp16 = next(r for name, r in rows.items() if "fp16" in name)
+    # Half precision really ran (frames differ from fp32) and stayed close (> 38 dB).
+    assert 38.0 < fp16["value"] < 120.0
