@@ -382,6 +382,18 @@ def run(args: argparse.Namespace, log=print) -> dict:
                 "the run grows a checkpoint, it cannot shrink one"
             )
     report: dict = {"budget_s": args.budget_s, "args": vars(args), "errors": []}
+    # 0. data, simulated on every core before CUDA is initialised (the pool forks)
+    if not args.skip_train:
+        from models.dataset import eval_seeds, train_seeds
+        from models.train import VAL_SEEDS
+
+        t = time.perf_counter()
+        size, jobs = args.frame_size, args.data_workers
+        _fill_cache(train_seeds(args.train_sequences), 8, size, args.cache_dir, args.motion, jobs)
+        _fill_cache(list(VAL_SEEDS), 2, size, args.cache_dir, args.motion, jobs)
+        _fill_cache(eval_seeds(args.eval_sequences), 2, size, args.cache_dir, args.motion, jobs)
+        log(f"data: simulated in {time.perf_counter() - t:.0f} s")
+
     report["env"] = _env(device)
     log(f"env: {json.dumps(report['env'])}")
 
@@ -426,15 +438,8 @@ def run(args: argparse.Namespace, log=print) -> dict:
     # 2. train
     ckpt = None
     if not args.skip_train:
-        from models.dataset import eval_seeds, train_seeds
-        from models.train import VAL_SEEDS, Trainer
+        from models.train import Trainer
 
-        t = time.perf_counter()
-        size, jobs = args.frame_size, args.data_workers
-        _fill_cache(train_seeds(args.train_sequences), 8, size, args.cache_dir, args.motion, jobs)
-        _fill_cache(list(VAL_SEEDS), 2, size, args.cache_dir, args.motion, jobs)
-        _fill_cache(eval_seeds(args.eval_sequences), 2, size, args.cache_dir, args.motion, jobs)
-        log(f"data: simulated in {time.perf_counter() - t:.0f} s")
         flow_s = _measure_step_s(args, work, str(device), log, "flow") if args.flow_share else 0
         all_s = _measure_step_s(args, work, str(device), log, "all")
         train_s = deadline - time.perf_counter() - args.eval_reserve_s
