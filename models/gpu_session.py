@@ -344,6 +344,51 @@ def _report_md(report: dict) -> str:
     return "\n".join(out) + "\n"
 
 
+def _train(
+    args: argparse.Namespace, work: Path, device: torch.device, deadline: float, report: dict, log
+) -> Path:
+    """Plan the step count from measured step rates, train to the deadline, and fill
+    report["train"]; returns the checkpoint."""
+    from models.train import Trainer
+
+    flow_s = _measure_step_s(args, work, str(device), log, "flow") if args.flow_share else 0
+    all_s = _measure_step_s(args, work, str(device), log, "all")
+    train_s = deadline - time.perf_counter() - args.eval_reserve_s
+    if train_s < 10 * all_s:
+        raise GpuSessionError(
+            f"only {train_s:.0f} s left for training at {all_s:.2f} s/step; raise --budget-s "
+            "or lower --eval-reserve-s"
+        )
+    # The flow stage gets its share of the time; the staged recipe the rest, its
+    # earlier stages (fewer U-Nets with gradients) costing about 0.85 of an "all"
+    # step on average. The deadline guards against an optimistic plan.
+    flow_steps = int(args.flow_share * train_s / flow_s) if args.flow_share else 0
+    staged = max(10, int((1.0 - args.flow_share) * train_s / (0.85 * all_s)))
+    steps = flow_steps + staged
+    cfg = _train_config(args, work / "run", steps, str(device), flow_steps)
+    trainer = Trainer(cfg, log=log)
+    t = time.perf_counter()
+    ckpt = trainer.run(deadline=deadline - args.eval_reserve_s)
+    rows = (work / "run" / "loss.csv").read_text()
+    (Path(args.out) / "loss.csv").write_text(rows)
+    vals = [r.split(",")[-1] for r in rows.strip().splitlines()[1:] if r.split(",")[-1]]
+    report["train"] = {
+        "width": args.width,
+        "steps_planned": steps,
+        "steps_done": trainer.step,
+        "flow_steps": cfg.flow_steps,
+        "batch": args.batch,
+        "crop": args.crop,
+        "lr": args.lr,
+        "init": args.init,
+        "seconds": time.perf_counter() - t,
+        "step_s_measured": {"flow": flow_s, "all": all_s},
+        "stopped_at_deadline": trainer.stopped_early,
+        "val_psnr": vals[-1] if vals else None,
+    }
+    return ckpt
+
+
 def run(args: argparse.Namespace, log=print) -> dict:
     """Every phase within args.budget_s; returns the report (also written to args.out)."""
     from models.train import resolve_device
@@ -435,46 +480,16 @@ def run(args: argparse.Namespace, log=print) -> dict:
             log(f"bench failed: {exc}")
         save()
 
-    # 2. train
+    # 2. train (a failure is reported and the eval of the rest still runs: one lease)
     ckpt = None
     if not args.skip_train:
-        from models.train import Trainer
+        try:
+            ckpt = _train(args, work, device, deadline, report, log)
+        except Exception as exc:  # noqa: BLE001 - recorded; the command ends with status 1
+            import traceback
 
-        flow_s = _measure_step_s(args, work, str(device), log, "flow") if args.flow_share else 0
-        all_s = _measure_step_s(args, work, str(device), log, "all")
-        train_s = deadline - time.perf_counter() - args.eval_reserve_s
-        if train_s < 10 * all_s:
-            raise GpuSessionError(
-                f"only {train_s:.0f} s left for training at {all_s:.2f} s/step; raise --budget-s "
-                "or lower --eval-reserve-s"
-            )
-        # The flow stage gets its share of the time; the staged recipe the rest, its
-        # earlier stages (fewer U-Nets with gradients) costing about 0.85 of an "all"
-        # step on average. The deadline guards against an optimistic plan.
-        flow_steps = int(args.flow_share * train_s / flow_s) if args.flow_share else 0
-        staged = max(10, int((1.0 - args.flow_share) * train_s / (0.85 * all_s)))
-        steps = flow_steps + staged
-        cfg = _train_config(args, work / "run", steps, str(device), flow_steps)
-        trainer = Trainer(cfg, log=log)
-        t = time.perf_counter()
-        ckpt = trainer.run(deadline=deadline - args.eval_reserve_s)
-        rows = (work / "run" / "loss.csv").read_text()
-        (out / "loss.csv").write_text(rows)
-        vals = [r.split(",")[-1] for r in rows.strip().splitlines()[1:] if r.split(",")[-1]]
-        report["train"] = {
-            "width": args.width,
-            "steps_planned": steps,
-            "steps_done": trainer.step,
-            "flow_steps": cfg.flow_steps,
-            "batch": args.batch,
-            "crop": args.crop,
-            "lr": args.lr,
-            "init": args.init,
-            "seconds": time.perf_counter() - t,
-            "step_s_measured": {"flow": flow_s, "all": all_s},
-            "stopped_at_deadline": trainer.stopped_early,
-            "val_psnr": vals[-1] if vals else None,
-        }
+            report["errors"].append(f"train: {type(exc).__name__}: {exc}")
+            log(f"training failed:\n{traceback.format_exc()}")
         save()
 
     # 3. eval
@@ -657,7 +672,12 @@ def main(argv: list[str] | None = None) -> int:
                 args.init = str(SHIPPED_CHECKPOINT)
             elif args.init == "none":
                 args.init = ""
-            run(args, log=lambda m: print(m, flush=True))
+            report = run(args, log=lambda m: print(m, flush=True))
+            failed = [c["check"] for c in report.get("checks", []) if not c["passed"]]
+            if report["errors"] or failed:
+                for line in report["errors"] + [f"check failed: {c}" for c in failed]:
+                    print(f"error: {line}", file=sys.stderr)
+                return 1
         else:
             path = assemble(args.folder, args.out)
             print(f"wrote {path}")

@@ -145,6 +145,27 @@ def test_a_wrong_device_or_start_checkpoint_fails_before_any_work(tmp_path, caps
     assert not (out / "report.json").exists()
 
 
+def test_a_failed_training_is_reported_and_the_rest_still_runs(tmp_path, monkeypatch, capsys):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(gpu_session, "_train", broken)
+    out = tmp_path / "out"
+    code = gpu_session.main(
+        ["run", "--out", str(out), "--work", str(tmp_path / "w"), "--device", "cpu",
+         "--train-sequences", "2", "--eval-sequences", "1", "--frame-size", "64x48",
+         "--data-workers", "0"]
+    )  # fmt: skip
+    assert code == 1
+    assert "train: RuntimeError: CUDA error" in capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["errors"] == [
+        "train: RuntimeError: CUDA error: an illegal memory access was encountered"
+    ]
+    assert set(report["eval"]["scores"]) == {"timelens (shipped)", "flow", "blend"}
+    assert "weights" not in report and "error: train" in (out / "report.md").read_text()
+
+
 def test_parts_stay_under_the_returned_file_limit():
     assert PART_BYTES < 16 * 2**20
 
