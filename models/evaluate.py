@@ -125,7 +125,9 @@ def evaluate(
         result.scores[spec] = {}
         for f in factors:
             ps, ss, secs, n_int = [], [], 0.0, 0
+            per_seed: dict[str, float] = {}
             for seq in seqs:
+                first = len(ps)
                 for sample in seq.samples():
                     job = sample.job(f)
                     t = time.perf_counter()
@@ -136,11 +138,14 @@ def evaluate(
                     for p, g in zip(pred, gt, strict=True):
                         ps.append(psnr_uint8(p, g))
                         ss.append(ssim(p, g))
+                per_seed[str(seq.seed)] = float(np.mean(ps[first:]))
             result.scores[spec][str(f)] = {
                 "psnr": float(np.mean(ps)),
                 "ssim": float(np.mean(ss)),
                 "ms_per_interval": 1000.0 * secs / max(1, n_int),
                 "frames": len(ps),
+                # Mean PSNR of each held-out seed: where a method wins or loses.
+                "psnr_per_seed": per_seed,
             }
             if log:
                 s = result.scores[spec][str(f)]

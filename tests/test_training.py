@@ -340,6 +340,9 @@ def test_eval_tiny_sequence_has_all_methods(tmp_path, cache, capsys):
     data = json.loads((tmp_path / "eval.json").read_text())
     assert set(data["scores"]["blend"]) == {"4", "8"}
     assert data["motion"] == "varied"
+    blend8 = data["scores"]["blend"]["8"]
+    # one held-out seed here, so its own mean is the overall mean
+    assert blend8["psnr_per_seed"] == {"0": pytest.approx(blend8["psnr"])}
     linear = tmp_path / "linear"
     args = ["eval", "--sequences", "1", "--intervals", "1", "--frame-size", "64x48"]
     args += ["--cache", str(cache), "--methods", "blend", "--motion", "linear"]
