@@ -2,7 +2,7 @@
 
 Random weights (speed does not depend on values), one inserted frame per run so the
 figures compare directly with the facts file. Eager torch is measured fairly: under
-torch.inference_mode with torch's default threads. GPU rows appear only when an
+torch.inference_mode with torch's default threads. ONNX GPU rows appear only when an
 onnxruntime GPU provider really works (see models.engine.OnnxTimeLens). On the CPU
 provider the int8 engine (models.quantize, calibrated on simulated-rig inputs) is
 timed in the same interleaved loop, so its "vs eager" ratio comes from one run.
