@@ -12,8 +12,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from contracts.jobs import IntervalJob
 from models.interpolator import Interpolator
-from pipeline.jobs import IntervalJob
 
 LOG_EPS = 1e-2
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.jobs import IntervalJob, inserted_timestamps
+from contracts.jobs import IntervalJob, inserted_timestamps
 from rig.sim import SimConfig, SimulatedRig
 from rig.types import EventBatch
 

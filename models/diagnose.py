@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from contracts.jobs import inserted_timestamps
 from models.dataset import (
     DEFAULT_CACHE,
     DEFAULT_FRAME_SIZE,
@@ -36,7 +37,6 @@ from models.dataset import (
     sequence_motion,
 )
 from models.evaluate import psnr_uint8
-from pipeline.jobs import inserted_timestamps
 
 
 def _warp_clamped(src: torch.Tensor, flow: np.ndarray) -> torch.Tensor:

@@ -20,10 +20,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from contracts.jobs import IntervalJob
 from models.export import INPUT_NAMES, OUTPUT_NAME
 from models.interpolator import Interpolator
 from models.timelens import TimeLens, interval_voxel_grids, interval_voxel_grids_torch
-from pipeline.jobs import IntervalJob
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ is one command, run from the repository root without installing anything:
 
     python3 -m models.gpu_session run --out "$OUT" --budget-s 420
 
-It imports only models/, rig/ (the simulator) and pipeline/jobs, and in that budget:
+It imports only models/, rig/ (the simulator) and contracts/, and in that budget:
 1. env: the GPU, torch and CUDA versions, CPU count; checks of the GPU code paths
    against their CPU twins (voxel grids on the device, the model in fp32 and fp16, the
    worker's interpolator on a simulated interval: `gpu_checks`);

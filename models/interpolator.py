@@ -7,7 +7,7 @@ import abc
 
 import numpy as np
 
-from pipeline.jobs import IntervalJob
+from contracts.jobs import IntervalJob
 
 
 class Interpolator(abc.ABC):

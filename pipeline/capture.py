@@ -19,8 +19,8 @@ import numpy as np
 import zmq
 
 from calibration.mapping import EventToFrameMap
+from contracts.jobs import IntervalJob, inserted_timestamps
 from pipeline import wire
-from pipeline.jobs import IntervalJob, inserted_timestamps
 from pipeline.messages import job_message
 from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.jobs import IntervalJob, IntervalResult
+from contracts.jobs import IntervalJob, IntervalResult
 from pipeline.wire import Message, WireError, require
 from rig.types import EventBatch
 

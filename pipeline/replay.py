@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from contracts.jobs import IntervalJob, inserted_timestamps
 from models.registry import DEFAULT_MODEL
 from pipeline.inputs import Keyframe, MissingEvents, ReplaySource
-from pipeline.jobs import IntervalJob, inserted_timestamps
 from pipeline.outputs import OutputError, TimestampsOutput, VideoOutput
 
 log = logging.getLogger(__name__)

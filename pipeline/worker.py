@@ -22,8 +22,8 @@ from pathlib import Path
 
 import zmq
 
+from contracts.jobs import IntervalJob, IntervalResult
 from pipeline import wire
-from pipeline.jobs import IntervalJob, IntervalResult
 from pipeline.messages import job_from_message, result_message
 from pipeline.security import configure_client
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from contracts.jobs import IntervalJob, inserted_timestamps
 from models.baselines import BlendInterpolator, FlowInterpolator, IntegrationInterpolator
 from models.registry import ModelError, make_interpolator
-from pipeline.jobs import IntervalJob, inserted_timestamps
 from rig.types import EventBatch
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import zmq
 
+from contracts.jobs import IntervalJob, inserted_timestamps
 from pipeline import wire
 from pipeline.cli import main
-from pipeline.jobs import IntervalJob, inserted_timestamps
 from pipeline.messages import job_message, result_from_message
 from pipeline.pool import WorkerPool
 from pipeline.security import SecurityError, configure_client, configure_server, generate_keys

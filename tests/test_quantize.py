@@ -147,9 +147,9 @@ def test_model_export_int8_runs_as_a_model_spec(tmp_path):
     timelens:FILE.int8.onnx` runs, close to its fp32 export."""
     import numpy as np
 
+    from contracts.jobs import IntervalJob, inserted_timestamps
     from models.registry import make_interpolator
     from pipeline.cli import main
-    from pipeline.jobs import IntervalJob, inserted_timestamps
     from rig.types import EventBatch
 
     torch.manual_seed(0)

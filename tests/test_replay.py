@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from contracts.jobs import IntervalJob
 from models.registry import make_interpolator
 from pipeline.inputs import InputOptions, open_input
 from pipeline.inputs.aedat4file import Aedat4File
-from pipeline.jobs import IntervalJob
 from pipeline.outputs import read_timestamps
 from pipeline.replay import ReplayOptions, bench_replay, inserted_for, run_replay, write_sim_davis
 from pipeline.replay_commands import main

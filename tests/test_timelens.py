@@ -345,9 +345,9 @@ def test_onnx_export_matches_torch(tmp_path: Path) -> None:
 
 
 def test_interpolator_onnx_and_torch_agree(tmp_path: Path) -> None:
+    from contracts.jobs import IntervalJob
     from models.engine import OnnxTimeLens, TimeLensInterpolator
     from models.export import export_onnx
-    from pipeline.jobs import IntervalJob
     from rig.types import EventBatch
 
     rng = np.random.default_rng(0)

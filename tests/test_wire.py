@@ -12,8 +12,8 @@ import zmq
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.jobs import IntervalJob, inserted_timestamps
 from pipeline import wire
-from pipeline.jobs import IntervalJob, inserted_timestamps
 from pipeline.messages import job_from_message, job_message, result_from_message
 from rig.types import EventBatch
 
