@@ -296,6 +296,9 @@ def build_parser() -> argparse.ArgumentParser:
     rig_commands.register(sub)
     calibration_commands.register(sub)
     model_commands.register(sub)
+    from pipeline import holdout
+
+    holdout.extend_eval_parser(sub.choices["eval"], replay_commands.add_input_args)
     return parser
 
 

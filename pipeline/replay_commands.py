@@ -9,9 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.registry import DEFAULT_MODEL, MODEL_NAMES
 from pipeline.cli import factor_arg, positive_float
+
+if TYPE_CHECKING:
+    from pipeline.inputs import InputOptions
 
 EPILOG = """\
 INPUT is one of:
@@ -41,50 +45,11 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "replay",
-        help="interpolate a recording offline (session, AEDAT4, RAW + video, TimeLens folder)",
-        description="Interpolate a whole recording offline, faster than real time where the "
-        "hardware allows; resumable; damaged input is replayed around the damage.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("input", type=Path, metavar="INPUT")
-    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
-    rate = p.add_mutually_exclusive_group(required=True)
-    rate.add_argument(
-        "--factor", type=factor_arg, help="slow-motion factor: K-1 frames inserted per interval"
-    )
-    rate.add_argument(
-        "--fps",
-        type=positive_float,
-        help="output frame rate in capture time (frames per second of the scene)",
-    )
-    p.add_argument(
-        "--format",
-        choices=["mp4", "mkv", "png"],
-        default="mp4",
-        help="mp4 (H.264), mkv (FFV1 lossless) or png (default: mp4)",
-    )
-    p.add_argument(
-        "--model", default=DEFAULT_MODEL, help=f"{', '.join(MODEL_NAMES)} (default: %(default)s)"
-    )
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    """The options that say how to read INPUT (shared with `eval --recording`)."""
     p.add_argument(
         "--calibration",
         help="calibration file (.json/.yaml) mapping events into the frames, or 'identity'",
-    )
-    p.add_argument(
-        "--workers",
-        type=_workers,
-        default=1,
-        help="worker processes (1: in this process; default 1)",
-    )
-    p.add_argument(
-        "--playback-fps",
-        type=positive_float,
-        default=30.0,
-        help="frame rate the video plays at (default 30)",
     )
     g = p.add_argument_group("event file + RGB recording")
     g.add_argument("--frames", type=Path, help="RGB video file or image folder")
@@ -121,6 +86,50 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=positive_float,
         help="divide event x, y by this (default: detected; HS-ERGB uses 32)",
     )
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "replay",
+        help="interpolate a recording offline (session, AEDAT4, RAW + video, TimeLens folder)",
+        description="Interpolate a whole recording offline, faster than real time where the "
+        "hardware allows; resumable; damaged input is replayed around the damage.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", type=Path, metavar="INPUT")
+    p.add_argument("--out", type=Path, required=True, help="output folder (created)")
+    rate = p.add_mutually_exclusive_group(required=True)
+    rate.add_argument(
+        "--factor", type=factor_arg, help="slow-motion factor: K-1 frames inserted per interval"
+    )
+    rate.add_argument(
+        "--fps",
+        type=positive_float,
+        help="output frame rate in capture time (frames per second of the scene)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["mp4", "mkv", "png"],
+        default="mp4",
+        help="mp4 (H.264), mkv (FFV1 lossless) or png (default: mp4)",
+    )
+    p.add_argument(
+        "--model", default=DEFAULT_MODEL, help=f"{', '.join(MODEL_NAMES)} (default: %(default)s)"
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes (1: in this process; default 1)",
+    )
+    p.add_argument(
+        "--playback-fps",
+        type=positive_float,
+        default=30.0,
+        help="frame rate the video plays at (default 30)",
+    )
+    add_input_args(p)
     p.add_argument(
         "--restart", action="store_true", help="discard an earlier replay in --out and start over"
     )
@@ -130,8 +139,25 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
+def input_options(args: argparse.Namespace) -> InputOptions:
+    """InputOptions from the options add_input_args added."""
+    from pipeline.inputs import InputOptions
+
+    return InputOptions(
+        calibration=args.calibration,
+        frames=args.frames,
+        frame_timestamps=args.frame_timestamps,
+        timestamps_unit=args.timestamps_unit,
+        sync=args.sync,
+        exposure_us=args.exposure_us,
+        event_coord_scale=args.event_coord_scale,
+        frame_camera=args.frame_camera,
+        raw_resolution=args.raw_size,
+    )
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipeline.inputs import InputError, InputOptions, open_input
+    from pipeline.inputs import InputError, open_input
     from pipeline.replay import ReplayError, ReplayOptions, format_summary, run_replay
 
     user_errors: tuple[type[BaseException], ...] = (InputError, ReplayError, FileNotFoundError)
@@ -151,18 +177,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             restart=args.restart,
         )
-        in_opts = InputOptions(
-            calibration=args.calibration,
-            frames=args.frames,
-            frame_timestamps=args.frame_timestamps,
-            timestamps_unit=args.timestamps_unit,
-            sync=args.sync,
-            exposure_us=args.exposure_us,
-            event_coord_scale=args.event_coord_scale,
-            frame_camera=args.frame_camera,
-            raw_resolution=args.raw_size,
-        )
-        with open_input(args.input, in_opts) as source:
+        with open_input(args.input, input_options(args)) as source:
             summary = run_replay(source, opts)
     except user_errors as exc:
         print(f"slomo-rig replay: error: {exc}", file=sys.stderr)

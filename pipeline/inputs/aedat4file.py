@@ -195,9 +195,11 @@ def parse_triggers(payload: bytes) -> np.ndarray:
 def _parse_info(xml_text: str) -> list[StreamInfo]:
     root = ET.fromstring(xml_text)
     out = []
-    for node in root.iter("node"):
-        if node.get("path", "").count("/") != 3 or not node.get("path", "").startswith("/outInfo/"):
-            continue
+    # The stream nodes are the children of the node named outInfo, wherever it sits:
+    # "/outInfo/" in files written by dv-processing, "/mainloop/Recorder/outInfo/" in
+    # files recorded by DV's Recorder module.
+    outinfo = [n for n in root.iter("node") if n.get("name") == "outInfo"]
+    for node in outinfo[0].findall("node") if outinfo else []:
         try:
             sid = int(node.get("name", ""))
         except ValueError:
