@@ -3,6 +3,9 @@ sequence, timestamps file), in the spirit of picamera2's Output.
 
 Every frame comes with its true capture time on the rig clock and its source
 ("original" keyframe or "interpolated"), whatever the playback rate of the video.
+
+Presentation times are exact: frame i of a video plays at i / playback fps, also
+across joined segments and resumed runs, so row i of timestamps.csv is frame i.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ class Output(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None: ...
 
+    def commit(self) -> int:
+        """Make everything written so far durable; returns how many frames are."""
+        return self.frames_written
+
     def __enter__(self) -> Output:
         return self
 
@@ -41,10 +48,20 @@ class Output(abc.ABC):
 class VideoOutput(Output):
     """H.264 MP4 (for sharing) or FFV1 MKV (lossless), through PyAV.
 
-    MP4 is written fragmented, so a file cut off by a crash still plays up to the cut.
+    MP4 is written fragmented, one fragment per frame, so a file cut off by a crash
+    plays up to the cut. H.264 is encoded without B-frames or look-ahead
+    ("zerolatency"): a packet comes out for every frame that goes in, and frame i has
+    presentation time i / fps from the first frame on (with B-frames the first one
+    would start two frames late, and a join would add those two frames again).
+
+    hold: packets are kept in memory until ``commit`` (the live recorder commits the
+    video, timestamps.csv and session.json together, so a killed recording's three
+    agree on the frame count).
     """
 
-    def __init__(self, path: Path, fps: float = 30.0, codec: str | None = None) -> None:
+    def __init__(
+        self, path: Path, fps: float = 30.0, codec: str | None = None, hold: bool = False
+    ) -> None:
         import av  # PyAV is a core dependency; imported here to keep CLI start-up fast
 
         self.path = Path(path)
@@ -58,7 +75,7 @@ class VideoOutput(Output):
         # last fragment.
         options = {"flush_packets": "1"}
         if suffix == ".mp4":
-            options["movflags"] = "frag_keyframe+empty_moov+default_base_moof"
+            options["movflags"] = "frag_every_frame+empty_moov+default_base_moof"
         try:
             self._container = av.open(str(self.path), mode="w", options=options)
         except OSError as exc:
@@ -66,6 +83,9 @@ class VideoOutput(Output):
         self._stream = None
         self._av = av
         self.frames_written = 0
+        self.hold = hold
+        self._held: list = []
+        self._muxed = 0
 
     def _open_stream(self, width: int, height: int) -> None:
         rate = Fraction(self.fps).limit_denominator(1000)
@@ -75,7 +95,7 @@ class VideoOutput(Output):
         self._stream.codec_context.gop_size = max(1, round(self.fps))
         if self.codec == "h264":
             self._stream.pix_fmt = "yuv420p"
-            self._stream.options = {"crf": "18", "preset": "veryfast"}
+            self._stream.options = {"crf": "18", "preset": "veryfast", "tune": "zerolatency"}
         else:
             self._stream.pix_fmt = "bgr0"
 
@@ -91,19 +111,45 @@ class VideoOutput(Output):
         frame = self._av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
         frame.pts = self.frames_written
         try:
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
+            packets = self._stream.encode(frame)
+            if self.hold:
+                self._held += packets
+            else:
+                self._mux(packets)
         except OSError as exc:
             raise OutputError(f"writing {self.path} failed: {exc}") from None
         self.frames_written += 1
+
+    def _mux(self, packets: list) -> None:
+        try:
+            for packet in packets:
+                self._container.mux(packet)
+                self._muxed += 1
+        except OSError as exc:
+            raise OutputError(f"writing {self.path} failed: {exc}") from None
+
+    def commit(self) -> int:
+        """Mux the held packets; returns how many frames the file holds now. The MP4
+        muxer writes a frame's fragment when the next frame comes, so while the file
+        is open it holds one frame less than was muxed."""
+        held, self._held = self._held, []
+        self._mux(held)
+        return self.frames_in_file
+
+    @property
+    def frames_in_file(self) -> int:
+        if self._container is None or self.path.suffix.lower() != ".mp4":
+            return self._muxed
+        return max(0, self._muxed - 1)
 
     def close(self) -> None:
         if self._container is None:
             return
         try:
+            held, self._held = self._held, []
+            self._mux(held)
             if self._stream is not None:
-                for packet in self._stream.encode(None):
-                    self._container.mux(packet)
+                self._mux(self._stream.encode(None))
         finally:
             self._container.close()
             self._container = None
@@ -136,11 +182,17 @@ class TimestampsOutput(Output):
 
     HEADER = ("index", "timestamp_us", "source")
 
-    def __init__(self, path: Path, append: bool = False) -> None:
+    def __init__(self, path: Path, append: bool = False, hold: bool = False) -> None:
         self.path = Path(path)
         exists = append and self.path.exists()
         self.frames_written = len(read_timestamps(self.path)) if exists else 0
-        self._file = open(self.path, "a" if exists else "w", newline="")  # noqa: SIM115
+        self.rows_in_file = self.frames_written
+        self.hold = hold  # rows wait for commit(upto) (see VideoOutput.hold)
+        self._held: list[tuple[int, int, str]] = []
+        try:
+            self._file = open(self.path, "a" if exists else "w", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise OutputError(f"cannot create {self.path}: {exc.strerror}") from None
         self._writer = csv.writer(self._file)
         if not exists:
             self._writer.writerow(self.HEADER)
@@ -149,13 +201,72 @@ class TimestampsOutput(Output):
     def write(self, image: np.ndarray | None, timestamp_us: int, source: str) -> None:
         if source not in SOURCES:
             raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
-        self._writer.writerow((self.frames_written, int(timestamp_us), source))
-        self._file.flush()
+        row = (self.frames_written, int(timestamp_us), source)
         self.frames_written += 1
+        if self.hold:
+            self._held.append(row)
+        else:
+            self._write_rows([row])
+
+    def _write_rows(self, rows: list[tuple[int, int, str]]) -> None:
+        if not rows:
+            return
+        try:
+            self._writer.writerows(rows)
+            self._file.flush()
+        except OSError as exc:
+            raise OutputError(f"writing {self.path} failed: {exc.strerror}") from None
+        self.rows_in_file += len(rows)
+
+    def commit(self, upto: int | None = None) -> int:
+        """Write the held rows (those with index < upto); returns the rows in the file."""
+        n = len(self._held) if upto is None else max(0, upto - self.rows_in_file)
+        rows, self._held = self._held[:n], self._held[n:]
+        self._write_rows(rows)
+        return self.rows_in_file
 
     def close(self) -> None:
         if not self._file.closed:
-            self._file.close()
+            try:
+                self.commit()
+            finally:
+                self._file.close()
+
+
+class CommittedVideo(Output):
+    """The live recording's video + timestamps.csv, made durable together: between
+    commits nothing reaches either file; a commit writes the frames to the video, then
+    exactly the rows of the frames the video holds. A recording killed at any moment
+    outside a commit leaves a video and a timestamps.csv of one length, the length the
+    last commit reported (the recorder writes it into session.json)."""
+
+    def __init__(self, video: Path, timestamps: Path, fps: float = 30.0) -> None:
+        self.video = VideoOutput(video, fps=fps, hold=True)
+        try:
+            self.timestamps = TimestampsOutput(timestamps, hold=True)
+        except OutputError:
+            self.video.close()
+            raise
+        self.committed = 0
+
+    @property
+    def frames_written(self) -> int:  # type: ignore[override]
+        return self.timestamps.frames_written
+
+    def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
+        self.video.write(image, timestamp_us, source)
+        self.timestamps.write(None, timestamp_us, source)
+
+    def commit(self) -> int:
+        self.committed = self.timestamps.commit(upto=self.video.commit())
+        return self.committed
+
+    def close(self) -> None:
+        try:
+            self.video.close()
+        finally:
+            self.timestamps.close()
+            self.committed = self.timestamps.rows_in_file
 
 
 class FanOut(Output):
@@ -171,6 +282,9 @@ class FanOut(Output):
     def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
         for out in self.outputs:
             out.write(image, timestamp_us, source)
+
+    def commit(self) -> int:
+        return min((o.commit() for o in self.outputs), default=0)
 
     def close(self) -> None:
         errors = []

@@ -24,7 +24,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,13 @@ import numpy as np
 from contracts.jobs import IntervalJob, inserted_timestamps
 from models.registry import DEFAULT_MODEL
 from pipeline.inputs import Keyframe, MissingEvents, ReplaySource
-from pipeline.outputs import OutputError, TimestampsOutput, VideoOutput
+from pipeline.segments import FRAMES_DIR, PARTS_DIR, TIMESTAMPS_FILE, SegmentedOutput, join_videos
+from pipeline.writer import OrderedWriter, WriterCounts, WriterThread
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "replay_state.json"
 SUMMARY_FILE = "replay.json"
-FRAMES_DIR = "frames"
-PARTS_DIR = ".parts"
-TIMESTAMPS_FILE = "timestamps.csv"
 FORMATS = ("mp4", "mkv", "png")
 STATE_VERSION = 1
 GAP_FACTOR = 1.8  # an interval this many times the usual one means frames are missing
@@ -356,203 +353,33 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def _truncate_timestamps(path: Path, rows: int) -> None:
-    """Keep the header and the first `rows` rows (what the state file says is final)."""
-    if not path.exists():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines[: 1 + rows]))
-    os.replace(tmp, path)
+def _counts(state: dict[str, Any]) -> WriterCounts:
+    return WriterCounts(
+        next_keyframe=int(state["next_interval"]),
+        original=int(state["original"]),
+        interpolated=int(state["interpolated"]),
+        intervals_done=int(state["intervals_interpolated"]),
+        skipped=list(state["skipped"]),
+        last_written=bool(state["last_keyframe_written"]),
+    )
 
 
-def join_videos(parts: list[Path], out: Path) -> None:
-    """Concatenate video segments of one codec and size into one file, copying the
-    packets (no re-encoding); presentation times continue across segments."""
-    import av
-
-    if len(parts) == 1:
-        os.replace(parts[0], out)
-        return
-    suffix = out.suffix.lower()
-    opts = {"movflags": "frag_keyframe+empty_moov+default_base_moof"} if suffix == ".mp4" else {}
-    tmp = out.with_name(out.stem + ".joining" + out.suffix)
-    oc = av.open(str(tmp), mode="w", format="mp4" if suffix == ".mp4" else "matroska", options=opts)
-    try:
-        ost = None
-        offset = Fraction(0)  # seconds already written
-        for part in parts:
-            with av.open(str(part)) as ic:
-                ist = ic.streams.video[0]
-                if ost is None:
-                    ost = oc.add_stream_from_template(ist)
-                tb = ist.time_base
-                end = offset
-                for pkt in ic.demux(ist):
-                    if pkt.dts is None:
-                        continue
-                    dur = pkt.duration or 0
-                    shift = int(round(offset / tb))
-                    pkt.pts += shift
-                    pkt.dts += shift
-                    end = max(end, (pkt.pts + dur) * tb)
-                    pkt.stream = ost
-                    oc.mux(pkt)
-                offset = end
-    finally:
-        oc.close()
-    os.replace(tmp, out)
-    for p in parts:
-        p.unlink(missing_ok=True)
-
-
-class _PngPool:
-    """DIR/frames/%06d.png written on a few threads (PNG encoding releases the GIL);
-    `wait` returns once every PNG handed over is on disk."""
-
-    def __init__(self, folder: Path, start_index: int, threads: int = 2) -> None:
-        from collections import deque
-        from concurrent.futures import ThreadPoolExecutor
-
-        import cv2
-
-        self._cv2 = cv2
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.index = start_index
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="replay-png")
-        self._pending: deque = deque()
-
-    def _write(self, path: Path, image: np.ndarray) -> None:
-        if not self._cv2.imwrite(str(path), image[..., ::-1]):
-            raise OutputError(f"cannot write {path}: is the disk full or read-only?")
-
-    def write(self, image: np.ndarray) -> None:
-        path = self.folder / f"{self.index:06d}.png"
-        self._pending.append(self._pool.submit(self._write, path, image))
-        self.index += 1
-        while len(self._pending) > 64 or (self._pending and self._pending[0].done()):
-            self._pending.popleft().result()
-
-    def wait(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-    def close(self) -> None:
-        try:
-            self.wait()
-        finally:
-            self._pool.shutdown(wait=True)
-
-
-class _Writer(threading.Thread):
-    """Writes items in time order and commits the state file."""
-
-    def __init__(self, opts: ReplayOptions, state: dict[str, Any]) -> None:
-        super().__init__(name="replay-writer", daemon=True)
-        self.opts = opts
-        self.state = state
-        self.q: queue.Queue = queue.Queue(maxsize=8)
-        self.error: BaseException | None = None
-        out = opts.out
-        self.ts_path = out / TIMESTAMPS_FILE
-        _truncate_timestamps(self.ts_path, state["frames"])
-        self.timestamps = TimestampsOutput(self.ts_path, append=True)
-        self.png: _PngPool | None = None
-        self.video: VideoOutput | None = None
-        self.part_path: Path | None = None
-        self.part_frames = 0
-        self.part_first_interval = state["next_interval"]
-        if opts.format == "png":
-            self.png = _PngPool(out / FRAMES_DIR, state["frames"])
-        else:
-            (out / PARTS_DIR).mkdir(exist_ok=True)
-        self.last_commit = 0.0
-
-    # one frame
-    def _frame(self, image: np.ndarray, t_us: int, source: str) -> None:
-        if self.png is not None:
-            self.png.write(image)
-        else:
-            if self.video is None:
-                n = len(self.state["parts"])
-                self.part_path = self.opts.out / PARTS_DIR / f"part-{n:05d}.{self.opts.format}"
-                self.video = VideoOutput(self.part_path, fps=self.opts.playback_fps)
-                self.part_frames = 0
-            self.video.write(image, t_us, source)
-            self.part_frames += 1
-        self.timestamps.write(None, t_us, source)
-
-    def _write_item(self, item: _Item) -> None:
-        st = self.state
-        self._frame(item.k0.image, item.k0.t_us, "original")
-        st["original"] += 1
-        if item.k1 is None:
-            st["last_keyframe_written"] = True
-            return
-        if item.frames is not None and item.timestamps is not None:
-            for img, ts in zip(item.frames, item.timestamps, strict=True):
-                self._frame(img, int(ts), "interpolated")
-            st["interpolated"] += len(item.frames)
-            st["intervals_interpolated"] += 1
-        elif item.reason:
-            st["skipped"].append(
-                {
-                    "interval": item.ordinal,
-                    "frames": [item.k0.index, item.k1.index],
-                    "t0_us": item.k0.t_us,
-                    "t1_us": item.k1.t_us,
-                    "reason": item.reason,
-                }
-            )
-        st["next_interval"] = item.ordinal + 1
-
-    def _commit(self, force: bool = False) -> None:
-        """Make what is written final in the state file (video: close the segment)."""
-        st = self.state
-        if self.video is not None:
-            if not force and self.part_frames < self.opts.segment_frames:
-                return
-            self.video.close()
-            self.video = None
-            st["parts"].append(
-                {
-                    "file": self.part_path.name if self.part_path else "",
-                    "frames": self.part_frames,
-                    "intervals": [self.part_first_interval, st["next_interval"]],
-                }
-            )
-            self.part_first_interval = st["next_interval"]
-        elif self.png is None and not force:
-            return
-        elif not force and time.monotonic() - self.last_commit < 0.5:
-            return
-        if self.png is not None:
-            self.png.wait()  # only PNGs that are on disk become final
-        st["frames"] = self.timestamps.frames_written
-        _atomic_json(self.opts.out / STATE_FILE, st)
-        self.last_commit = time.monotonic()
-
-    def run(self) -> None:
-        try:
-            while True:
-                item = self.q.get()
-                if item is _END:
-                    break
-                self._write_item(item)
-                self._commit()
-        except BaseException as exc:
-            self.error = exc
-            while True:  # keep the producer from blocking forever
-                if self.q.get() is _END:
-                    break
-        finally:
-            try:
-                self._commit(force=True)
-            finally:
-                self.timestamps.close()
-                if self.png is not None:
-                    self.png.close()
+def _commit(state: dict[str, Any], out: SegmentedOutput, w: OrderedWriter, path: Path) -> None:
+    """Make what is written final: the segment or PNGs, then the state file."""
+    c = w.counts
+    first = state["parts"][-1]["intervals"][1] if state["parts"] else 0
+    frames = out.commit(intervals=[first, c.next_keyframe])
+    state.update(
+        next_interval=c.next_keyframe,
+        frames=frames,
+        original=c.original,
+        interpolated=c.interpolated,
+        intervals_interpolated=c.intervals_done,
+        skipped=list(c.skipped),
+        last_keyframe_written=c.last_written,
+        parts=out.parts,
+    )
+    _atomic_json(path, state)
 
 
 # -- progress ----------------------------------------------------------------------------
@@ -711,18 +538,11 @@ def run_replay(source: ReplaySource, opts: ReplayOptions) -> dict[str, Any]:
             summary["note"] = "already complete: nothing to do (--restart to redo it)"
             return summary
     state["runs"] = state.get("runs", 0) + 1
-    resume_from = int(state["next_interval"])
-    if state["last_keyframe_written"]:
-        resume_from += 1
-    # Leftovers of an interrupted run past the last commit.
-    if opts.format != "png":
-        kept = {p["file"] for p in state["parts"]}
-        for p in (out / PARTS_DIR).glob("part-*") if (out / PARTS_DIR).exists() else []:
-            if p.name not in kept:
-                p.unlink()
+    resume_from = int(state["next_interval"])  # keyframes (and their intervals) written
     t_start = time.monotonic()
     expected = source.expected_keyframes()
     progress = _Progress(opts.progress, (expected - 1) if expected else None, resume_from)
+    # The model first: a model that cannot be built leaves no output behind.
     compute: _InProcess | _ZmqWorkers
     if opts.workers > 1:
         compute = _ZmqWorkers(
@@ -730,36 +550,45 @@ def run_replay(source: ReplaySource, opts: ReplayOptions) -> dict[str, Any]:
         )
     else:
         compute = _InProcess(opts.model)
+    try:
+        seg_out = SegmentedOutput(
+            out,
+            opts.format,
+            opts.playback_fps,
+            opts.segment_frames,
+            state["parts"],
+            state["frames"],
+        )
+    except BaseException:
+        compute.close()
+        raise
+    state_path = out / STATE_FILE
+
+    def after_write(w: OrderedWriter) -> None:
+        if seg_out.ready_to_commit():
+            _commit(state, seg_out, w, state_path)
+
+    writer = WriterThread(OrderedWriter(seg_out, _counts(state)), after_write)
     prefetch = _Prefetch(source, opts, resume_from)
-    writer = _Writer(opts, state)
     status = "complete"
     computed = 0
     inserted = 0
-    ready: dict[int, _Item] = {}
-    next_write = resume_from
-    done_intervals = resume_from
 
-    def flush_ready() -> None:
-        nonlocal next_write, done_intervals
-        while next_write in ready:
-            item = ready.pop(next_write)
-            writer.q.put(item)
-            if writer.error is not None:
-                raise writer.error
-            next_write += 1
-            if item.k1 is not None:
-                done_intervals += 1
-        progress.update(done_intervals, inserted)
+    def settle(item: _Item) -> None:
+        if item.frames is not None and item.timestamps is not None:
+            writer.call("result", item.ordinal, item.frames, item.timestamps)
+        elif item.reason:
+            writer.call("skip", item.ordinal, item.reason)
+        else:  # nothing to insert (a very short interval)
+            writer.call("result", item.ordinal, np.empty(0), np.empty(0, np.int64))
 
-    prefetch.start()
     writer.start()
     try:
+        prefetch.start()
         ended = False
         while not ended or compute.in_flight():
             if prefetch.error is not None:
                 raise prefetch.error
-            if writer.error is not None:
-                raise writer.error
             if opts.stop_after is not None and computed >= opts.stop_after:
                 raise KeyboardInterrupt
             if not ended and compute.in_flight() < compute.capacity():
@@ -771,43 +600,47 @@ def run_replay(source: ReplaySource, opts: ReplayOptions) -> dict[str, Any]:
                     ended = True
                     if prefetch.error is not None:
                         raise prefetch.error
-                elif item is not None:
-                    if item.resumed:
-                        next_write = max(next_write, item.ordinal + 1)
-                    elif item.job is None:
-                        ready[item.ordinal] = item
+                elif item is not None and not item.resumed:
+                    writer.call(
+                        "keyframe", item.ordinal, item.k0.image, item.k0.t_us, item.k0.index
+                    )
+                    if item.k1 is None:
+                        writer.call("end", item.ordinal)
                     else:
-                        compute.submit(item)
+                        k1 = item.k1
+                        writer.call("keyframe", item.ordinal + 1, k1.image, k1.t_us, k1.index)
+                        if item.job is None:
+                            settle(item)
+                        else:
+                            compute.submit(item)
             for item in compute.poll(0.0 if compute.in_flight() < compute.capacity() else 0.05):
-                ready[item.ordinal] = item
+                settle(item)
                 computed += 1
                 if item.frames is not None:
                     inserted += len(item.frames)
-            flush_ready()
+            progress.update(writer.writer.next_keyframe, inserted)
     except KeyboardInterrupt:
-        status = "interrupted"
+        status = "interrupted"  # what is computed and in order still gets written
     finally:
         prefetch.stop.set()
         try:
             compute.close()
         finally:
-            if status == "interrupted" and writer.error is None:
-                flush_ready()  # what is computed and in order still gets written
-            writer.q.put(_END)
-            writer.join()
-            progress.close()
+            writer.finish()
+            try:
+                if writer.error is None:
+                    _commit(state, seg_out, writer.writer, state_path)
+            finally:
+                seg_out.close()
+                progress.close()
     if writer.error is not None:
         raise writer.error
     wall = time.monotonic() - t_start
     source.finish_report()
     if status == "complete":
-        if opts.format != "png":
-            parts = [out / PARTS_DIR / p["file"] for p in state["parts"]]
-            if parts:
-                join_videos(parts, opts.video_path)
-            shutil.rmtree(out / PARTS_DIR, ignore_errors=True)
+        seg_out.finish(opts.video_path)
         state["finished"] = True
-        _atomic_json(out / STATE_FILE, state)
+        _atomic_json(state_path, state)
     summary = _summary(
         source, opts, state, status, prefetch, compute, wall, computed, inserted, resume_from
     )
@@ -839,7 +672,7 @@ def _summary(
     else:
         out_info["video"] = str(opts.video_path) if status == "complete" else None
         out_info["playback_fps"] = opts.playback_fps
-    total_intervals = state["next_interval"]
+    total_intervals = state["next_interval"] - (1 if state["last_keyframe_written"] else 0)
     return {
         "status": status,
         "input": source.describe(),

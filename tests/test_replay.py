@@ -569,6 +569,21 @@ def _decode(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
 
 
+def _times(path: Path) -> list[float]:
+    """Presentation time of every frame, in seconds, as a player sees it."""
+    import av
+
+    with av.open(str(path)) as c:
+        return [float(f.time) for f in c.decode(video=0)]
+
+
+def _assert_exact_times(path: Path, fps: float) -> None:
+    """Frame i plays at i / fps: no jump at segment joins or resume points."""
+    times = _times(path)
+    tick = 1 / 1000 if path.suffix == ".mkv" else 1 / 15360  # the container's time base
+    assert np.max(np.abs(np.array(times) - np.arange(len(times)) / fps)) <= tick / 2 + 1e-9
+
+
 def test_mkv_resume_joins_segments_losslessly(davis_file, tmp_path):
     replay(davis_file, tmp_path / "full", factor=4, format="mkv")
     part = replay(
@@ -586,6 +601,23 @@ def test_mkv_resume_joins_segments_losslessly(davis_file, tmp_path):
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
     assert not (tmp_path / "res" / ".parts").exists()
+    assert _times(tmp_path / "full" / "slowmo.mkv") == _times(tmp_path / "res" / "slowmo.mkv")
+    _assert_exact_times(tmp_path / "res" / "slowmo.mkv", 30.0)
+
+
+def test_mp4_segment_joins_and_resume_keep_exact_time(davis_file, tmp_path):
+    """Segments of 10 frames (joins every 10 frames) and an interruption: every frame
+    of the H.264 video plays at index / playback fps, like an uninterrupted replay."""
+    kw = dict(factor=4, format="mp4", playback_fps=25.0, segment_frames=10)
+    replay(davis_file, tmp_path / "full", **kw)
+    assert replay(davis_file, tmp_path / "res", stop_after=6, **kw)["status"] == "interrupted"
+    assert replay(davis_file, tmp_path / "res", **kw)["status"] == "complete"
+    rows = read_timestamps(tmp_path / "res" / "timestamps.csv")
+    assert rows == read_timestamps(tmp_path / "full" / "timestamps.csv")
+    full, res = _times(tmp_path / "full" / "slowmo.mp4"), _times(tmp_path / "res" / "slowmo.mp4")
+    assert len(full) == len(res) == len(rows) == 81
+    assert full == res
+    _assert_exact_times(tmp_path / "res" / "slowmo.mp4", 25.0)
 
 
 def test_mp4_output_and_fps_mode(davis_file, sim, tmp_path):
