@@ -284,7 +284,9 @@ class FanOut(Output):
             out.write(image, timestamp_us, source)
 
     def commit(self) -> int:
-        return min((o.commit() for o in self.outputs), default=0)
+        """Commit every output; returns what the first (the main one) holds."""
+        held = [o.commit() for o in self.outputs]
+        return held[0] if held else 0
 
     def close(self) -> None:
         errors = []

@@ -20,37 +20,22 @@ import zmq
 
 from pipeline import wire
 from pipeline.messages import result_from_message
-from pipeline.outputs import FanOut, Output, TimestampsOutput, VideoOutput
+from pipeline.outputs import CommittedVideo, FanOut, Output
+from pipeline.peers import RecorderGuard, RecorderIntake
 from pipeline.security import configure_server
 from pipeline.session import Session
+from pipeline.writer import CommitTally, OrderedWriter
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class IntervalState:
-    status: str  # "pending", "done", "skipped"
-    since: float
-    frames: np.ndarray | None = None
-    timestamps: np.ndarray | None = None
-    reason: str = ""
-    model: str = ""
-
-
-@dataclass
 class RecorderState:
-    keyframes: dict[int, tuple[np.ndarray, int]] = field(default_factory=dict)
-    intervals: dict[int, IntervalState] = field(default_factory=dict)
-    next_keyframe: int = 0
+    """What the recorder knows besides the order of frames (that is the writer's)."""
+
     last_keyframe: int | None = None  # known once capture says "end"
-    original: int = 0
-    interpolated: int = 0
-    intervals_done: int = 0
-    skipped: list[dict] = field(default_factory=list)
     bad_messages: int = 0
-    late_results: int = 0
     workers: dict[str, dict] = field(default_factory=dict)
-    models: set[str] = field(default_factory=set)
     latencies: list[float] = field(default_factory=list)
 
 
@@ -62,127 +47,91 @@ def latency_summary(latencies: list[float]) -> dict[str, float | None]:
 
 
 class Recorder:
+    """Turns capture's and the workers' messages into calls of the shared ordered
+    writer (pipeline/writer.py); ``save`` commits the output and then writes the same
+    counts into session.json, so a recording cut off at any moment has a video, a
+    timestamps.csv and an `info` that agree."""
+
     def __init__(self, session: Session, output: Output, job_timeout_s: float = 30.0) -> None:
         self.session = session
-        self.output = output
-        self.job_timeout_s = job_timeout_s
+        self.output = CommitTally(output)
+        self.writer = OrderedWriter(self.output, job_timeout_s=job_timeout_s)
         self.state = RecorderState()
 
     def handle(self, msg: wire.Message) -> None:
-        st = self.state
-        now = time.monotonic()
+        st, w = self.state, self.writer
         if msg.type == "keyframe":
             index = wire.require(msg.meta, "index", int)
             image = msg.arrays.get("image")
             if image is None or image.ndim != 3 or image.dtype != np.uint8:
                 raise wire.WireError("keyframe without a uint8 HxWx3 'image'")
-            st.keyframes[index] = (np.array(image), wire.require(msg.meta, "t_us", int))
+            w.keyframe(index, np.array(image), wire.require(msg.meta, "t_us", int))
         elif msg.type == "interval":
             index = wire.require(msg.meta, "index", int)
             status = msg.meta.get("status")
             if status == "dispatched":
-                st.intervals.setdefault(index, IntervalState("pending", now))
+                w.pending(index)
             elif status in ("skipped", "failed"):
-                prev = st.intervals.get(index)
-                if prev is None or prev.status == "pending":
-                    st.intervals[index] = IntervalState(
-                        "skipped", now, reason=str(msg.meta.get("reason", status))
-                    )
+                w.skip(index, str(msg.meta.get("reason", status)))
             else:
                 raise wire.WireError(f"interval message with unknown status {status!r}")
         elif msg.type == "result":
             result = result_from_message(msg)
             worker = str(msg.meta.get("worker", "?"))
-            w = st.workers.setdefault(worker, {})
-            w["results_received"] = w.get("results_received", 0) + 1
+            ws = st.workers.setdefault(worker, {})
+            ws["results_received"] = ws.get("results_received", 0) + 1
             latency = msg.meta.get("latency_s")
             if isinstance(latency, int | float) and len(st.latencies) < 1_000_000:
                 st.latencies.append(float(latency))
-            prev = st.intervals.get(result.index)
-            if result.index < st.next_keyframe or (prev is not None and prev.status != "pending"):
-                st.late_results += 1  # already written without it
-                return
-            st.intervals[result.index] = IntervalState(
-                "done",
-                now,
+            w.result(
+                result.index,
                 np.array(result.frames),
                 np.array(result.timestamps_us),
-                model=result.model,
+                result.model,
             )
-            st.models.add(result.model)
         elif msg.type == "status":
             worker = str(msg.meta.get("worker", "?"))
             received = st.workers.get(worker, {}).get("results_received", 0)
             st.workers[worker] = {**msg.meta, "results_received": received}
         elif msg.type == "end":
             st.last_keyframe = wire.require(msg.meta, "last_keyframe", int)
+            w.end(st.last_keyframe)
         else:
             raise wire.WireError(f"recorder does not take {msg.type!r} messages")
 
     def expire(self) -> None:
-        now = time.monotonic()
-        for iv in self.state.intervals.values():
-            if iv.status == "pending" and now - iv.since > self.job_timeout_s:
-                iv.status = "skipped"
-                iv.reason = f"no result within {self.job_timeout_s:g} s (worker lost or too slow)"
+        self.writer.expire()
 
     def write_ready(self, force: bool = False) -> None:
         """Write keyframe k and interval k as soon as both are settled, in order.
         force: the recording is over and the drain time spent: whatever is still
         unsettled is written as skipped."""
-        st = self.state
-        while True:
-            k = st.next_keyframe
-            if k not in st.keyframes:
-                return
-            is_last = st.last_keyframe is not None and k >= st.last_keyframe
-            iv = st.intervals.get(k)
-            if not is_last and k + 1 not in st.keyframes and not force:
-                return
-            if not is_last and (iv is None or iv.status == "pending"):
-                if not force:
-                    return
-                iv = IntervalState("skipped", 0.0, reason="recording ended before its result")
-            if not is_last and k + 1 not in st.keyframes:
-                is_last = True  # the next keyframe never arrived (capture cut off)
-            image, t_us = st.keyframes.pop(k)
-            self.output.write(image, t_us, "original")
-            st.original += 1
-            if not is_last and iv is not None:
-                t1 = st.keyframes[k + 1][1]
-                if iv.status == "done":
-                    for frame, ts in zip(iv.frames, iv.timestamps, strict=True):
-                        self.output.write(frame, int(ts), "interpolated")
-                    st.interpolated += len(iv.frames)
-                    st.intervals_done += 1
-                else:
-                    st.skipped.append({"index": k, "t0_us": t_us, "t1_us": t1, "reason": iv.reason})
-                st.intervals.pop(k, None)
-            st.next_keyframe = k + 1
-            if is_last:
-                return
+        self.writer.write_ready(force)
 
     @property
     def finished(self) -> bool:
-        st = self.state
-        return st.last_keyframe is not None and st.next_keyframe > st.last_keyframe
+        return self.writer.finished
 
     def summary(self) -> dict:
-        st = self.state
+        """Counts of what is committed (on disk in the video and timestamps.csv)."""
+        c, tally = self.writer.counts, self.output
         return {
-            "frames_written": st.original + st.interpolated,
-            "original_frames": st.original,
-            "interpolated_frames": st.interpolated,
-            "intervals_interpolated": st.intervals_done,
-            "intervals_skipped": len(st.skipped),
-            "skipped_intervals": st.skipped,
-            "bad_messages": st.bad_messages,
-            "late_results": st.late_results,
-            "models": sorted(st.models),
-            **latency_summary(st.latencies),
+            "frames_written": tally.committed["original"] + tally.committed["interpolated"],
+            "original_frames": tally.committed["original"],
+            "interpolated_frames": tally.committed["interpolated"],
+            "intervals_interpolated": c.intervals_done,
+            "intervals_skipped": len(c.skipped),
+            "skipped_intervals": [
+                {k: s[k] for k in ("index", "t0_us", "t1_us", "reason")} for s in c.skipped
+            ],
+            "bad_messages": self.state.bad_messages,
+            "late_results": self.writer.late_results,
+            "models": sorted(self.writer.models),
+            **latency_summary(self.state.latencies),
         }
 
     def save(self, status: str) -> None:
+        self.output.commit()
         self.session.update(output={**self.summary(), "status": status}, workers=self.state.workers)
 
 
@@ -195,6 +144,9 @@ def run_recorder(
     bind_host: str = "127.0.0.1",
     port: int = 0,
     keys: str | None = None,
+    preview_endpoint: str | None = None,
+    capture_endpoint: str | None = None,
+    ticket_secret: str | None = None,
 ) -> int:
     """Recorder process entry point: bind a PULL socket (loopback unless told
     otherwise, with CurveZMQ keys then), report its endpoint, then record until
@@ -209,15 +161,27 @@ def run_recorder(
         sock.bind(f"tcp://{bind_host}:{port}")
     else:
         port = sock.bind_to_random_port(f"tcp://{bind_host}")
+    # Peers are untrusted (pipeline/peers.py): capture gets its own private socket,
+    # workers' messages are checked against what was dispatched to whom.
+    cap_sock = None
+    if capture_endpoint:
+        cap_sock = ctx.socket(zmq.PULL)
+        cap_sock.setsockopt(zmq.MAXMSGSIZE, wire.DEFAULT_MAX_MESSAGE_BYTES)
+        cap_sock.bind(capture_endpoint)
+    guard = RecorderGuard(bytes.fromhex(ticket_secret) if ticket_secret else None)
+    intake = RecorderIntake(sock, cap_sock, guard)
     connect_host = "127.0.0.1" if bind_host in ("0.0.0.0", "*") else bind_host
     ready_conn.send(f"tcp://{connect_host}:{port}")
     ready_conn.close()
-    output = FanOut(
-        [
-            VideoOutput(session.video_path, fps=playback_fps),
-            TimestampsOutput(session.timestamps_path),
-        ]
-    )
+    # The video and timestamps.csv first: FanOut.commit reports what they hold.
+    outputs: list[Output] = [
+        CommittedVideo(session.video_path, session.timestamps_path, fps=playback_fps)
+    ]
+    if preview_endpoint:  # the console's lossy view of the newest interpolated frames
+        from pipeline.console.tap import PreviewOutput
+
+        outputs.append(PreviewOutput(preview_endpoint))
+    output = FanOut(outputs)
     rec = Recorder(session, output, job_timeout_s)
     stopping = False
 
@@ -231,12 +195,12 @@ def run_recorder(
     status = "complete"
     try:
         while not rec.finished and not stopping:
-            if sock.poll(100):
+            for peer, msg in intake.poll(100):
                 try:
-                    rec.handle(wire.recv(sock))
+                    rec.handle(msg)
                 except wire.WireError as exc:
-                    rec.state.bad_messages += 1
-                    log.warning("recorder dropped a bad message: %s", exc)
+                    intake.reject(peer, exc)
+            rec.state.bad_messages = intake.bad_messages
             rec.expire()
             rec.write_ready()
             if rec.state.last_keyframe is not None:
@@ -249,10 +213,15 @@ def run_recorder(
                 last_save = time.monotonic()
         if stopping and not rec.finished:
             status = "interrupted"
+            rec.write_ready(force=True)  # what is unsettled is listed as skipped
     finally:
-        output.close()
-        rec.save(status)
+        try:
+            output.close()
+        finally:
+            rec.save(status)
         sock.close(linger=0)
+        if cap_sock is not None:
+            cap_sock.close(linger=0)
         if auth is not None:
             auth.stop()
         ctx.term()

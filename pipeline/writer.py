@@ -16,6 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -247,3 +248,36 @@ class WriterThread(threading.Thread):
             self.error = exc
             while self.q.get() is not None:  # keep the producer from blocking forever
                 pass
+
+
+class CommitTally(Output):
+    """Counts, per source, the frames an output has committed (its ``commit`` says how
+    many of the frames written, in order, are durable)."""
+
+    def __init__(self, inner: Output) -> None:
+        self.inner = inner
+        self._uncommitted: deque[str] = deque()
+        self.committed = {"original": 0, "interpolated": 0}
+
+    @property
+    def frames_written(self) -> int:  # type: ignore[override]
+        return self.inner.frames_written
+
+    def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
+        self.inner.write(image, timestamp_us, source)
+        self._uncommitted.append(source)
+
+    def _settle(self, durable: int) -> int:
+        done = sum(self.committed.values())
+        for _ in range(max(0, durable - done)):
+            if not self._uncommitted:
+                break
+            self.committed[self._uncommitted.popleft()] += 1
+        return sum(self.committed.values())
+
+    def commit(self) -> int:
+        return self._settle(self.inner.commit())
+
+    def close(self) -> None:
+        self.inner.close()
+        self._settle(self.inner.frames_written)

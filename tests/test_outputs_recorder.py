@@ -8,6 +8,7 @@ import pytest
 
 from pipeline import wire
 from pipeline.outputs import (
+    CommittedVideo,
     FanOut,
     OutputError,
     PngSequenceOutput,
@@ -124,6 +125,54 @@ def test_recorder_rejects_bad_messages(tmp_path):
         )
     with pytest.raises(wire.WireError):
         rec.handle(wire.Message("job", {}))
+
+
+def _snapshot(session: Session, dest) -> tuple[int, int, int]:
+    """What a SIGKILL at this moment leaves: the files as they are on disk now (the
+    outputs flush every packet and row they write; only held data is in memory).
+    Returns the frames in the video, the rows in timestamps.csv, `info`'s count."""
+    import shutil
+
+    dest.mkdir()
+    stamps = shutil.copy(session.timestamps_path, dest / "timestamps.csv")
+    output = Session.open(session.path).read().get("output", {"frames_written": 0})
+    if not session.video_path.exists():  # PyAV creates the file with the first packet
+        return 0, len(read_timestamps(stamps)), output["frames_written"]
+    video = shutil.copy(session.video_path, dest / "slowmo.mp4")
+    return count_video_frames(video), len(read_timestamps(stamps)), output["frames_written"]
+
+
+def test_a_recording_cut_off_at_any_moment_agrees_on_counts(tmp_path):
+    """Video, timestamps.csv and session.json are committed together: whenever the
+    recorder dies (between commits), all three give the same number of frames, and
+    times in the video follow the rows (frame i at i / fps)."""
+    session = Session.create(tmp_path / "s", {"backend": "test"})
+    out = CommittedVideo(session.video_path, session.timestamps_path, fps=30)
+    rec = Recorder(session, out, job_timeout_s=60.0)
+    seen = []
+    for k in range(12):
+        rec.handle(_keyframe(k))
+        if k:
+            rec.handle(wire.Message("interval", {"index": k - 1, "status": "dispatched"}))
+            rec.handle(_result(k - 1))
+        rec.write_ready()
+        if k % 4 == 3:
+            seen.append(_snapshot(session, tmp_path / f"before-{k}"))  # written, not committed
+            rec.save("recording")
+            seen.append(_snapshot(session, tmp_path / f"after-{k}"))
+    for video, rows, info in seen:
+        assert video == rows == info
+    # 12, 28, 44 frames written; the MP4 muxer holds the last one until the next.
+    assert [s[0] for s in seen] == [0, 11, 11, 27, 27, 43]
+    rec.handle(wire.Message("end", {"last_keyframe": 11}))
+    rec.write_ready()
+    out.close()
+    rec.save("complete")
+    assert rec.finished and rec.summary()["frames_written"] == 12 + 11 * 3
+    assert count_video_frames(session.video_path) == len(read_timestamps(session.timestamps_path))
+    with av.open(str(session.video_path)) as c:
+        times = [float(f.time) for f in c.decode(video=0)]
+    assert np.allclose(times, np.arange(45) / 30, atol=1 / 15360)
 
 
 def test_session_errors(tmp_path):
