@@ -1,0 +1,229 @@
+"""The console's end of the preview: one SUB socket that the capture tap, the recorder
+and the idle monitor publish to; it keeps only the newest of everything (frames,
+a couple of seconds of events, health) and renders JPEGs on demand, once per new
+frame, only when a browser asks.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+import zmq
+
+from pipeline import wire
+
+EVENT_HISTORY_S = 2.0  # longest event window a browser may ask for
+ON_RGB = np.array([40, 170, 255], np.uint8)  # ON (brighter): blue
+OFF_RGB = np.array([255, 70, 50], np.uint8)  # OFF (darker): red
+JPEG_QUALITY = 80
+
+
+@dataclass
+class _Slot:
+    image: np.ndarray | None = None
+    seq: int = 0
+    wall: float = 0.0
+    jpeg: bytes | None = None
+    jpeg_seq: int = -1
+
+
+@dataclass
+class _Events:
+    wall: float
+    t: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
+    mapped: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None
+
+
+@dataclass
+class HubStats:
+    messages: int = 0
+    bad_messages: int = 0
+    rates: dict[str, float] = field(default_factory=dict)
+
+
+def event_image(
+    x: np.ndarray, y: np.ndarray, p: np.ndarray, size: tuple[int, int], base: np.ndarray | None
+) -> np.ndarray:
+    """Polarity image: ON blue, OFF red, on grey or on a dimmed RGB frame (the overlay)."""
+    w, h = size
+    img = np.full((h, w, 3), 30, np.uint8) if base is None else (base // 2).astype(np.uint8)
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    x, y, p = x[ok].astype(np.intp), y[ok].astype(np.intp), p[ok]
+    on = p > 0
+    img[y[~on], x[~on]] = OFF_RGB
+    img[y[on], x[on]] = ON_RGB
+    return img
+
+
+def jpeg(image_rgb: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(
+        ".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+    )
+    if not ok:
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+class PreviewHub:
+    """Receives previews on a loopback SUB socket; browsers read from it."""
+
+    def __init__(self) -> None:
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sock.setsockopt(zmq.RCVHWM, 8)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, 64 << 20)
+        port = self._sock.bind_to_random_port("tcp://127.0.0.1")
+        self.endpoint = f"tcp://127.0.0.1:{port}"
+        self._cond = threading.Condition()
+        self._slots = {"rgb": _Slot(), "interpolated": _Slot()}
+        self._events: collections.deque[_Events] = collections.deque()
+        self._events_seq = 0
+        self.event_size: tuple[int, int] | None = None
+        self.health: dict[str, Any] = {}
+        self.last_message_wall = 0.0
+        self.stats = HubStats()
+        self._prev_health: dict[str, Any] | None = None
+        self._render_cache: dict[tuple, tuple[int, bytes]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="preview-hub", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._sock.close(linger=0)
+        self._ctx.term()
+
+    # -- receiving ---------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._sock.poll(200):
+                continue
+            try:
+                msg = wire.recv(self._sock, max_bytes=64 << 20)
+                self._handle(msg)
+            except (wire.WireError, ValueError, KeyError) as exc:
+                self.stats.bad_messages += 1
+                self.health["last_bad_message"] = str(exc)
+
+    def _handle(self, msg: wire.Message) -> None:
+        kind = msg.meta.get("kind")
+        now = time.time()
+        with self._cond:
+            self.stats.messages += 1
+            self.last_message_wall = now
+            if msg.type == "frame" and kind in self._slots:
+                slot = self._slots[kind]
+                slot.image = np.array(msg.arrays["image"])
+                slot.seq += 1
+                slot.wall = float(msg.meta.get("wall", now))
+            elif msg.type == "events":
+                a = msg.arrays
+                mapped = None
+                if "mx" in a:
+                    mapped = (a["mt"].copy(), a["mx"].copy(), a["my"].copy(), a["mp"].copy())
+                size = msg.meta.get("size")
+                if isinstance(size, list) and len(size) == 2:
+                    self.event_size = (int(size[0]), int(size[1]))
+                self._events.append(
+                    _Events(now, a["t"].copy(), a["x"].copy(), a["y"].copy(), a["p"].copy(), mapped)
+                )
+                while self._events and self._events[0].wall < now - EVENT_HISTORY_S - 1:
+                    self._events.popleft()
+                self._events_seq += 1
+            elif msg.type == "status" and kind == "health":
+                self._rates(msg.meta)
+                self.health = {**msg.meta, "received_wall": now}
+            elif msg.type == "status" and kind == "camera":
+                self.health = {**self.health, "camera_error": msg.meta.get("error")}
+            self._cond.notify_all()
+
+    def _rates(self, h: dict[str, Any]) -> None:
+        prev = self._prev_health
+        self._prev_health = h
+        if prev is None:
+            return
+        dt = float(h.get("wall", 0)) - float(prev.get("wall", 0))
+        if dt <= 0:
+            return
+        for key in ("events", "frames", "triggers", "intervals_skipped"):
+            if isinstance(h.get(key), int) and isinstance(prev.get(key), int):
+                self.stats.rates[key] = max(0.0, (h[key] - prev[key]) / dt)
+
+    def reset(self) -> None:
+        """A new source (monitor <-> recording): forget the old one's counters."""
+        with self._cond:
+            self._prev_health = None
+            self.stats.rates = {}
+            self.health = {}
+
+    # -- serving -----------------------------------------------------------------------
+    def seq(self, name: str) -> int:
+        with self._cond:
+            return self._events_seq if name in ("events", "overlay") else self._slots[name].seq
+
+    def wait_newer(self, name: str, after: int, timeout_s: float) -> int:
+        """Block (a worker thread, never the event loop) until `name` has a frame newer
+        than `after`; returns the current sequence number."""
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while True:
+                cur = self._events_seq if name in ("events", "overlay") else self._slots[name].seq
+                left = deadline - time.monotonic()
+                if cur > after or left <= 0:
+                    return cur
+                self._cond.wait(left)
+
+    def frame_jpeg(self, name: str) -> tuple[int, float, bytes] | None:
+        with self._cond:
+            slot = self._slots[name]
+            if slot.image is None:
+                return None
+            if slot.jpeg_seq != slot.seq:
+                slot.jpeg, slot.jpeg_seq = jpeg(slot.image), slot.seq
+            assert slot.jpeg is not None
+            return slot.seq, slot.wall, slot.jpeg
+
+    def events_jpeg(
+        self, name: str, window_ms: float, size: tuple[int, int]
+    ) -> tuple[int, float, bytes] | None:
+        """The event image ('events', sensor grid) or the overlay on the newest RGB
+        frame ('overlay', events mapped through the calibration) over the last
+        window_ms of rig time."""
+        with self._cond:
+            if not self._events:
+                return None
+            seq, wall = self._events_seq, self._events[-1].wall
+            key = (name, round(window_ms, 1), size)
+            cached = self._render_cache.get(key)
+            if cached is not None and cached[0] == seq:
+                return seq, wall, cached[1]
+            parts = list(self._events)
+            base = self._slots["rgb"].image
+        if name == "overlay":
+            cols = [e.mapped for e in parts if e.mapped is not None]
+            if base is None or not cols:
+                return None
+            size = (base.shape[1], base.shape[0])
+        else:
+            cols = [(e.t, e.x, e.y, e.p) for e in parts]
+            base = None
+        t = np.concatenate([c[0] for c in cols])
+        keep = t >= (t.max() if len(t) else 0) - int(window_ms * 1000)
+        x = np.concatenate([c[1] for c in cols])[keep]
+        y = np.concatenate([c[2] for c in cols])[keep]
+        p = np.concatenate([c[3] for c in cols])[keep]
+        data = jpeg(event_image(x, y, p, size, base))
+        with self._cond:
+            self._render_cache[key] = (seq, data)
+        return seq, wall, data

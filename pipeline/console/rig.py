@@ -1,0 +1,386 @@
+"""Who owns the cameras: the idle monitor (previews only) or a recording.
+
+Recording is `pipeline.live.run_live`, the very path `slomo-rig record` takes, in a
+child process of its own (so the web server's work never competes with capture for
+one interpreter), with the preview tap pointed at the console's hub. When nothing is
+recorded, a small monitor process reads the same sources and feeds the same tap, so
+the operator can check focus, exposure and alignment before pressing record.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import multiprocessing as mp
+import re
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+CONSOLE_MODELS = ("integration", "flow", "blend", "timelens", "fusion")
+
+
+class FormError(ValueError):
+    """A bad value from the browser; the message is shown next to the form."""
+
+
+@dataclass
+class CameraSettings:
+    """What the operator may change at the rig; None keeps the configured value."""
+
+    exposure_us: float | None = None
+    frame_rate: float | None = None
+    gain_db: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.exposure_us is not None and not 1 <= self.exposure_us <= 1_000_000:
+            raise FormError(f"exposure {self.exposure_us} µs: give 1 to 1000000 µs")
+        if self.frame_rate is not None and not 1 <= self.frame_rate <= 1000:
+            raise FormError(f"frame rate {self.frame_rate}: give 1 to 1000 frames per second")
+        if self.gain_db is not None and not 0 <= self.gain_db <= 48:
+            raise FormError(f"gain {self.gain_db} dB: give 0 to 48 dB")
+
+
+@dataclass
+class RigSpec:
+    """How to open the rig, picklable for the child processes."""
+
+    config: Path | None = None  # None: the simulated rig
+    calibration: Path | None = None
+    seed: int = 0
+    settings: CameraSettings = field(default_factory=CameraSettings)
+
+    def supported_settings(self) -> list[str]:
+        if self.config is None:
+            return ["exposure_us", "frame_rate"]
+        from rig.config import RigConfig
+
+        backend = RigConfig.load(self.config).frames.backend
+        return {
+            "basler": ["exposure_us", "frame_rate", "gain_db"],
+            "sim": ["exposure_us", "frame_rate"],
+        }.get(backend, [])
+
+
+def open_rig(spec: RigSpec):
+    """(events, frames, mapper, rig info, wiring), built as `slomo-rig record` does."""
+    from calibration.mapping import EventToFrameMap
+    from pipeline.cli import CliError, _checked_map
+
+    calibration = None
+    if spec.calibration is not None:
+        from calibration import load_calibration
+
+        calibration = load_calibration(spec.calibration)
+    s = spec.settings
+    if spec.config is None:
+        from rig.sim.config import SimConfig
+        from rig.sim.rig import SimulatedRig
+
+        kw: dict[str, Any] = {"seed": spec.seed, "realtime": True}
+        if s.frame_rate is not None:
+            kw["fps"] = s.frame_rate
+        if s.exposure_us is not None:
+            kw["exposure_us"] = int(s.exposure_us)
+        try:
+            cfg = SimConfig(**kw)
+        except ValueError as exc:
+            raise FormError(str(exc)) from None
+        rig = SimulatedRig(cfg)
+        events, frames = rig.sources()
+        mapper: Any = EventToFrameMap.from_homography(
+            rig.h_event_to_frame, cfg.event_size, cfg.frame_size
+        )
+        if calibration is not None:
+            mapper = _checked_map(calibration, events, frames)
+        return events, frames, mapper, {"backend": "sim", "sim": cfg.to_dict()}, "trigger"
+    from rig.config import RigConfig, open_sources
+
+    rc = RigConfig.load(spec.config)
+    changes = {k: v for k, v in asdict(s).items() if v is not None}
+    if rc.frames.backend == "sim" or rc.events.backend == "sim":
+        rc.sim.update({"fps": changes.get("frame_rate", rc.sim.get("fps", 50.0))})
+        if "exposure_us" in changes:
+            rc.sim["exposure_us"] = int(changes["exposure_us"])
+    elif rc.frames.backend == "basler":
+        rc.frames.settings.update(changes)
+    events, frames = open_sources(rc)
+
+    def mapper_for(ev, fr):
+        if calibration is not None:
+            return _checked_map(calibration, ev, fr)
+        if tuple(ev.resolution) != tuple(fr.resolution):
+            raise CliError(
+                "the event and frame cameras differ in size: start the console with "
+                "--calibration from 'slomo-rig calibrate'"
+            )
+        return EventToFrameMap.identity(tuple(ev.resolution))
+
+    return events, frames, mapper_for, {"config_file": str(spec.config)}, rc.wiring
+
+
+def _monitor_main(spec: RigSpec, endpoint: str, stop: Any, conn: Any) -> None:
+    """Child process: read both cameras for the previews only (nothing is written)."""
+    from calibration.mapping import EventToFrameMap
+    from pipeline.console.tap import PreviewTap
+
+    try:
+        events, frames, mapper, _, _ = open_rig(spec)
+        with events, frames:
+            if not isinstance(mapper, EventToFrameMap):
+                mapper = mapper(events, frames)
+            n_ev = n_fr = 0
+            with PreviewTap(endpoint, events.resolution) as tap:
+                conn.send(("started", None))
+                next_health = 0.0
+                while not stop.is_set():
+                    sl = events.read(0.005)
+                    if sl is not None and len(sl.events):
+                        n_ev += len(sl.events)
+                        tap.events(sl.events, mapper(sl.events))
+                    fr = frames.read(0.005)
+                    if fr is not None:
+                        n_fr += 1
+                        tap.frame(fr)
+                    if time.monotonic() > next_health:
+                        next_health = time.monotonic() + 0.5
+                        tap.health(
+                            {
+                                "mode": "monitor",
+                                "wall": time.time(),
+                                "events": n_ev,
+                                "frames": n_fr,
+                                "camera_skipped_frames": int(frames.skipped_frames),
+                            }
+                        )
+        conn.send(("stopped", None))
+    except EOFError:
+        conn.send(("failed", "the camera stream ended"))
+    except Exception as exc:  # shown to the operator as the camera's state
+        conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+
+
+def _record_main(spec: RigSpec, live: dict[str, Any], notes: str, stop: Any, conn: Any) -> None:
+    """Child process: `run_live`, exactly as `slomo-rig record` runs it."""
+    from pipeline.live import LiveOptions, run_live
+    from pipeline.session import Session
+
+    stop_flag = threading.Event()
+    threading.Thread(target=lambda: (stop.wait(), stop_flag.set()), daemon=True).start()
+    session_path = Path(live["out"]) / live["session_name"]
+    try:
+        events, frames, mapper, info, wiring = open_rig(spec)
+        opts = LiveOptions(**live, wiring=wiring, calibration=spec.calibration, progress=False)
+
+        def started(_procs: dict) -> None:
+            Session(session_path).update(operator_notes=notes, recorded_by="console")
+            conn.send(("started", str(session_path)))
+
+        result = run_live(events, frames, mapper, info, opts, on_started=started, stop=stop_flag)
+        m = result.manifest
+        conn.send(
+            (
+                "done",
+                {"status": m.get("status"), "error": m.get("error"), "path": str(session_path)},
+            )
+        )
+    except BaseException as exc:  # noqa: BLE001 - reported to the page, session kept
+        conn.send(
+            ("failed", {"error": str(exc).split("\nSession so far")[0], "path": str(session_path)})
+        )
+
+
+class RigController:
+    """State machine for the page: idle / starting / recording / stopping / failed."""
+
+    def __init__(self, spec: RigSpec, sessions: Path, endpoint: str, on_switch=None) -> None:
+        self.spec = spec
+        self.sessions = sessions
+        self.endpoint = endpoint
+        self.on_switch = on_switch or (lambda: None)
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.RLock()
+        self.state: dict[str, Any] = {"state": "idle", "reason": None, "session": None}
+        self.camera: dict[str, Any] = {"state": "off", "reason": None}
+        self._monitor: tuple[Any, Any, Any] | None = None
+        self._record: tuple[Any, Any, Any] | None = None
+        self._watch = threading.Thread(target=self._watch_loop, daemon=True)
+        self._closing = False
+        self.busy_reason: str | None = None  # e.g. the calibration wizard holds the cameras
+
+    def start(self) -> None:
+        self.start_monitor()
+        self._watch.start()
+
+    # -- monitor -----------------------------------------------------------------------
+    def start_monitor(self) -> None:
+        with self._lock:
+            if self._monitor is not None or self._record is not None or self.busy_reason:
+                return
+            stop = self._ctx.Event()
+            parent, child = self._ctx.Pipe(duplex=False)
+            p = self._ctx.Process(
+                target=_monitor_main, args=(self.spec, self.endpoint, stop, child), daemon=True
+            )
+            p.start()
+            child.close()
+            self._monitor = (p, stop, parent)
+            self.camera = {"state": "starting", "reason": None}
+            self.on_switch()
+
+    def stop_monitor(self) -> None:
+        with self._lock:
+            mon, self._monitor = self._monitor, None
+        if mon is not None:
+            p, stop, _ = mon
+            stop.set()
+            p.join(10)
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+
+    def apply_settings(self, settings: CameraSettings) -> None:
+        with self._lock:
+            if self._record is not None:
+                raise FormError("camera settings cannot change while recording: stop first")
+            self.spec = RigSpec(self.spec.config, self.spec.calibration, self.spec.seed, settings)
+        self.stop_monitor()
+        self.start_monitor()
+
+    # -- recording ---------------------------------------------------------------------
+    def start_recording(
+        self, name: str, notes: str, model: str, factor: int, workers: int = 1
+    ) -> str:
+        name = name.strip() or _dt.datetime.now().strftime("session-%Y%m%d-%H%M%S")
+        if not NAME_RE.match(name):
+            raise FormError(
+                f"session name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)"
+            )
+        if (self.sessions / name).exists():
+            raise FormError(f"a session named {name!r} already exists: choose another name")
+        if model not in CONSOLE_MODELS:
+            raise FormError(f"model {model!r}: choose one of {', '.join(CONSOLE_MODELS)}")
+        if not 2 <= factor <= 64:
+            raise FormError(f"factor {factor}: give a slow-motion factor from 2 to 64")
+        if len(notes) > 4000:
+            raise FormError("notes are limited to 4000 characters")
+        with self._lock:
+            if self._record is not None:
+                raise FormError("a recording is already running: stop it first")
+            if self.busy_reason:
+                raise FormError(f"the cameras are busy: {self.busy_reason}")
+        self.stop_monitor()
+        live = {
+            "out": self.sessions,
+            "session_name": name,
+            "factor": factor,
+            "model": model,
+            "workers": workers,
+            "preview_endpoint": self.endpoint,
+        }
+        stop = self._ctx.Event()
+        parent, child = self._ctx.Pipe(duplex=False)
+        p = self._ctx.Process(target=_record_main, args=(self.spec, live, notes, stop, child))
+        with self._lock:
+            p.start()
+            child.close()
+            self._record = (p, stop, parent)
+            self.state = {
+                "state": "starting",
+                "reason": None,
+                "session": name,
+                "since": time.time(),
+                "model": model,
+                "factor": factor,
+            }
+            self.camera = {"state": "recording", "reason": None}
+        self.on_switch()
+        return name
+
+    def stop_recording(self) -> None:
+        with self._lock:
+            if self._record is None:
+                raise FormError("nothing is being recorded")
+            self._record[1].set()
+            self.state = {**self.state, "state": "stopping"}
+
+    # -- watching the children ---------------------------------------------------------
+    def _watch_loop(self) -> None:
+        while not self._closing:
+            with self._lock:
+                mon, rec = self._monitor, self._record
+            if rec is not None:
+                self._watch_record(*rec)
+            if mon is not None:
+                self._watch_monitor(*mon)
+            time.sleep(0.1)
+
+    def _watch_monitor(self, p, stop, conn) -> None:
+        while conn.poll():
+            try:
+                what, arg = conn.recv()
+            except EOFError:
+                break
+            if what == "started":
+                self.camera = {"state": "live", "reason": None}
+            elif what == "failed":
+                self.camera = {"state": "disconnected", "reason": arg}
+        if not p.is_alive() and self._monitor is not None and self._monitor[0] is p:
+            with self._lock:
+                self._monitor = None
+            if self.camera["state"] != "disconnected":
+                self.camera = {"state": "off", "reason": f"preview process ended ({p.exitcode})"}
+
+    def _watch_record(self, p, stop, conn) -> None:
+        while conn.poll():
+            try:
+                what, arg = conn.recv()
+            except EOFError:
+                break
+            with self._lock:
+                if what == "started":
+                    if self.state["state"] == "starting":
+                        self.state = {**self.state, "state": "recording"}
+                elif what == "done":
+                    ok = arg["status"] == "complete"
+                    self.state = {
+                        **self.state,
+                        "state": "idle" if ok else "failed",
+                        "reason": arg.get("error"),
+                        "last": arg,
+                    }
+                elif what == "failed":
+                    self.state = {
+                        **self.state,
+                        "state": "failed",
+                        "reason": arg["error"],
+                        "last": arg,
+                    }
+        if not p.is_alive():
+            p.join()
+            with self._lock:
+                self._record = None
+                if self.state["state"] in ("starting", "recording", "stopping"):
+                    self.state = {
+                        **self.state,
+                        "state": "failed",
+                        "reason": f"the recording process died (exit code {p.exitcode}); what was written is kept",
+                    }
+                self.camera = {"state": "off", "reason": None}
+            self.on_switch()
+            if not self._closing:
+                self.start_monitor()
+
+    def close(self) -> None:
+        self._closing = True
+        with self._lock:
+            rec = self._record
+        if rec is not None:
+            rec[1].set()
+            rec[0].join(120)
+        self.stop_monitor()

@@ -1,0 +1,225 @@
+"""The preview tap: what the console sees of a running capture, without ever slowing it.
+
+Capture's thread only drops references into a latest-only slot (frames) and a bounded
+deque (event batches); both are O(1) and never wait. A publisher thread of its own
+sends what is there at a modest rate on a ZeroMQ PUB socket, which drops messages
+when the console is slow (PUB never blocks), so a stalled or absent console costs the
+capture thread nothing. The recorder gets the same treatment for interpolated frames
+(`PreviewOutput`). Messages use the pipeline's wire format (pipeline/wire.py): JSON
+header plus raw arrays, never pickle.
+"""
+
+from __future__ import annotations
+
+import collections
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zmq
+
+from pipeline import wire
+from pipeline.outputs import Output
+from rig.types import EventBatch, Frame
+
+MAX_PREVIEW_EVENTS = 80_000  # per events message: enough for an image, bounded cost
+
+
+def _pub(endpoint: str) -> tuple[zmq.Context, zmq.Socket]:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.SNDHWM, 4)  # a slow console loses previews, never stalls us
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return ctx, sock
+
+
+def _send(sock: zmq.Socket, msg: wire.Message) -> None:
+    try:
+        wire.send(sock, msg, flags=zmq.NOBLOCK)
+    except zmq.Again:
+        pass
+
+
+def subsample(batch: EventBatch, limit: int) -> EventBatch:
+    """At most `limit` events, evenly strided (keeps the spatial picture)."""
+    n = len(batch)
+    if n <= limit:
+        return batch
+    idx = np.linspace(0, n - 1, limit).astype(np.int64)
+    return EventBatch(batch.t[idx], batch.x[idx], batch.y[idx], batch.p[idx])
+
+
+class PreviewTap:
+    """Capture-side end of the preview. `events`, `frame` and `tick` are called from the
+    capture thread and only store references."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        event_size: tuple[int, int],
+        frame_hz: float = 25.0,
+        events_hz: float = 20.0,
+        health_every_s: float = 0.5,
+        disk_path: Path | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.event_size = [int(v) for v in event_size]
+        self.period_s = 1.0 / max(frame_hz, events_hz)
+        self.health_every_s = health_every_s
+        self.disk_path = disk_path
+        self._frame: Frame | None = None
+        self._frame_wall = 0.0
+        self._events: collections.deque[tuple[EventBatch, EventBatch | None]] = collections.deque(
+            maxlen=1024
+        )
+        self._health: dict[str, Any] | None = None
+        self._next_health = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+
+    # -- capture thread: references only ---------------------------------------------
+    def events(self, raw: EventBatch, mapped: EventBatch | None = None) -> None:
+        self._events.append((raw, mapped))
+
+    def frame(self, frame: Frame) -> None:
+        self._frame = frame
+        self._frame_wall = time.time()
+
+    def tick(self, node: Any) -> None:
+        """Once per health period, a snapshot of the node's counters (cheap dicts)."""
+        now = time.monotonic()
+        if now < self._next_health:
+            return
+        self._next_health = now + self.health_every_s
+        self._health = capture_health(node)
+
+    def health(self, values: dict[str, Any]) -> None:
+        self._health = values
+
+    # -- publisher thread --------------------------------------------------------------
+    def start(self) -> PreviewTap:
+        self._thread = threading.Thread(target=self._run, name="preview-tap", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> PreviewTap:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self) -> None:
+        ctx, sock = _pub(self.endpoint)
+        last_frame: Frame | None = None
+        try:
+            while not self._stop.wait(self.period_s):
+                frame = self._frame
+                if frame is not None and frame is not last_frame:
+                    last_frame = frame
+                    meta = {"kind": "rgb", "wall": self._frame_wall, "index": int(frame.index)}
+                    _send(sock, wire.Message("frame", meta, {"image": frame.image}))
+                    self.sent += 1
+                self._publish_events(sock)
+                health = self._health
+                if health is not None:
+                    self._health = None
+                    if self.disk_path is not None:
+                        health["disk_free_bytes"] = _disk_free(self.disk_path)
+                    _send(sock, wire.Message("status", {"kind": "health", **health}))
+        finally:
+            sock.close(linger=0)
+            ctx.term()
+
+    def _publish_events(self, sock: zmq.Socket) -> None:
+        raws, mapped = [], []
+        n = 0
+        while self._events:
+            r, m = self._events.popleft()
+            raws.append(r)
+            n += len(r)
+            if m is not None:
+                mapped.append(m)
+        if not n:
+            return
+        raw = subsample(EventBatch.concat(raws), MAX_PREVIEW_EVENTS)
+        arrays = {"t": raw.t, "x": raw.x, "y": raw.y, "p": raw.p}
+        if mapped:
+            m = subsample(EventBatch.concat(mapped), MAX_PREVIEW_EVENTS)
+            arrays |= {
+                "mt": m.t,
+                "mx": np.round(m.x).astype(np.int16),
+                "my": np.round(m.y).astype(np.int16),
+                "mp": m.p,
+            }
+        meta = {"kind": "events", "wall": time.time(), "count": n, "size": self.event_size}
+        _send(sock, wire.Message("events", meta, arrays))
+
+
+def _disk_free(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def capture_health(node: Any) -> dict[str, Any]:
+    """Counters, clock-sync quality and worker load of a CaptureNode, JSON-ready."""
+    c = node.counters
+    health: dict[str, Any] = {
+        "wall": time.time(),
+        "events": c.events,
+        "frames": c.frames,
+        "triggers": c.triggers,
+        "camera_skipped_frames": int(node.frames.skipped_frames),
+        "live_events_dropped": c.live_events_dropped,
+        "recorder_messages_dropped": c.recorder_messages_dropped,
+        "intervals": c.intervals,
+        "intervals_dispatched": c.intervals_dispatched,
+        "intervals_skipped": c.intervals_skipped,
+        "intervals_lost": c.intervals_lost,
+    }
+    sync = node.sync.to_dict()
+    health["sync"] = {
+        k: sync.get(k)
+        for k in ("method", "jitter_rms_us", "jitter_max_us", "matched", "missing_edges")
+    }
+    health["sync"]["drift_ppm"] = sync.get("drift_ppm")
+    pool = getattr(node, "pool", None)
+    if pool is not None:
+        busy = len(getattr(pool, "_inflight", {}))
+        alive = len(getattr(pool, "_last_seen", {})) or getattr(pool, "local_workers", 0)
+        health["workers"] = {"busy": busy, "alive": alive, **pool.stats.to_dict()}
+    return health
+
+
+class PreviewOutput(Output):
+    """Recorder-side tap: the newest interpolated frame, published lossy at <= hz."""
+
+    def __init__(self, endpoint: str, hz: float = 8.0) -> None:
+        self._ctx, self._sock = _pub(endpoint)
+        self._period = 1.0 / hz
+        self._next = 0.0
+        self.frames_written = 0
+
+    def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
+        self.frames_written += 1
+        now = time.monotonic()
+        if source != "interpolated" or now < self._next:
+            return
+        self._next = now + self._period
+        meta = {"kind": "interpolated", "wall": time.time(), "t_us": int(timestamp_us)}
+        _send(self._sock, wire.Message("frame", meta, {"image": np.ascontiguousarray(image)}))
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        self._ctx.term()
