@@ -118,7 +118,21 @@ def _run_live(
         keys=args.keys,
     )
     result = run_live(events, frames, mapper, rig_info, opts)
+    fill = None
+    if getattr(args, "fill_in", False) and result.manifest.get("status") == "complete":
+        from pipeline.fillin import fill_in_session, summary_line
+
+        fill = fill_in_session(
+            result.session.path,
+            args.model,
+            args.factor,
+            args.workers,
+            args.playback_fps,
+            progress=not args.quiet,
+        )
     print(closing_summary(describe(result.session.path)))
+    if fill is not None:
+        print(summary_line(fill, args.model))
     if wiring != "trigger":
         print(
             "  clock           host clock only (a few ms): for full quality run "
@@ -252,6 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="record a few seconds from the simulated rig, end to end")
     _add_live_args(p, seconds_default=5.0)
     _add_sim_args(p)
+    p.add_argument(
+        "--no-fill-in",
+        dest="fill_in",
+        action="store_false",
+        help="end after the live capture (default: then fill in the intervals the live "
+        "path skipped, with a progress bar, so the video is complete)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("record", help="record live until Ctrl-C (or --seconds)")
