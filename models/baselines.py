@@ -41,30 +41,54 @@ class FlowInterpolator(Interpolator):
     def interpolate(self, job: IntervalJob) -> np.ndarray:
         g0 = cv2.cvtColor(job.frame0, cv2.COLOR_RGB2GRAY)
         g1 = cv2.cvtColor(job.frame1, cv2.COLOR_RGB2GRAY)
-        f01 = self._dis.calc(g0, g1, None)
-        f10 = self._dis.calc(g1, g0, None)
-        h, w = g0.shape
-        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        out = np.empty((len(job.timestamps_us), h, w, 3), np.uint8)
+        f01, f10 = bidirectional_flow(self._dis, g0, g1)
+        out = np.empty((len(job.timestamps_us), *g0.shape, 3), np.uint8)
         for i, t in enumerate(job.taus.astype(np.float32)):
-            ft0 = -(1 - t) * t * f01 + t * t * f10
-            ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
-            w0 = cv2.remap(
-                job.frame0,
-                gx + ft0[..., 0],
-                gy + ft0[..., 1],
-                cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            w1 = cv2.remap(
-                job.frame1,
-                gx + ft1[..., 0],
-                gy + ft1[..., 1],
-                cv2.INTER_LINEAR,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            out[i] = np.clip((1 - t) * w0 + t * w1 + 0.5, 0, 255).astype(np.uint8)
+            out[i] = np.clip(warp_pair(job.frame0, job.frame1, f01, f10, float(t)) + 0.5, 0, 255)
         return out
+
+
+def bidirectional_flow(dis, g0: np.ndarray, g1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DIS flows F0->F1 and F1->F0 of two grey uint8 frames, HxWx2 float32 each."""
+    return dis.calc(g0, g1, None), dis.calc(g1, g0, None)
+
+
+_GRIDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    if (h, w) not in _GRIDS:
+        gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        _GRIDS[(h, w)] = (gx, gy)
+    return _GRIDS[(h, w)]
+
+
+def warp_pair(
+    frame0: np.ndarray,
+    frame1: np.ndarray,
+    f01: np.ndarray,
+    f10: np.ndarray,
+    t: float,
+    lut: np.ndarray | None = None,
+) -> np.ndarray:
+    """Both keyframes warped to time t in (0, 1) and blended by time, HxWx3 float32.
+
+    The intermediate flows use the Super-SloMo linear-motion approximation. With a
+    `lut` (256 entries) uint8 frames are mapped through it first (linear light);
+    float32 frames of any channel count are warped as they are."""
+    h, w = frame0.shape[:2]
+    gx, gy = _grid(h, w)
+    ft0 = -(1 - t) * t * f01 + t * t * f10
+    ft1 = (1 - t) * (1 - t) * f01 - t * (1 - t) * f10
+    a = frame0 if lut is None else lut[frame0]
+    b = frame1 if lut is None else lut[frame1]
+    w0 = cv2.remap(
+        a, gx + ft0[..., 0], gy + ft0[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    w1 = cv2.remap(
+        b, gx + ft1[..., 0], gy + ft1[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    return (1 - t) * w0.astype(np.float32) + t * w1.astype(np.float32)
 
 
 class IntegrationInterpolator(Interpolator):

@@ -19,7 +19,7 @@ SHIPPED_ONNX = WEIGHTS_DIR / "timelens_sim_small.onnx"
 SHIPPED_CHECKPOINT = WEIGHTS_DIR / "timelens_sim_small.pt"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
-MODEL_NAMES = ("timelens", "timelens:PATH", "integration", "flow", "blend")
+MODEL_NAMES = ("fusion", "timelens", "timelens:PATH", "integration", "flow", "blend")
 # TimeLens with the shipped weights: on held-out simulated sequences it beats blending
 # and event integration (docs/model.md). On a CPU it takes about a second per interval,
 # so live on a CPU most intervals are skipped (and listed for replay); on a GPU, or with
@@ -37,6 +37,10 @@ def make_interpolator(spec: str) -> Interpolator:
         from models.baselines import BlendInterpolator
 
         return BlendInterpolator()
+    if name == "fusion" and not arg:
+        from models.fusion import FusionInterpolator
+
+        return FusionInterpolator()
     if name == "flow" and not arg:
         from models.baselines import FlowInterpolator
 

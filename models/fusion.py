@@ -1,0 +1,223 @@
+"""The default CPU interpolator: frame-flow warping corrected and, where it fails,
+replaced by event integration, per pixel, by what the events say.
+
+Candidates (all from the same job, no weights):
+- flow: bidirectional DIS optical flow, both keyframes warped to t and blended by time
+  (models.baselines.FlowInterpolator). Right for smooth textured motion.
+- integration: the log-intensity change the events report, integrated forward from F0
+  and backward from F1 with contrast thresholds fitted to this interval
+  (models.threshold). Right where events are dense: fast, non-linear motion.
+
+The events decide per pixel. From F0, a pixel's log intensity at t is
+L0 + E0(t) within about one threshold (E0: the signed, threshold-weighted event count
+in [t0, t)); from F1 it is L1 - E1(t) within one threshold. The flow candidate is
+projected into that band (a gain in linear light, so colour is kept); where the flow
+had to be moved by more than the band allows, the flow is taken to be wrong there
+(aliasing spokes, occlusions, non-linear paths) and the integration estimate takes
+over, with the weights smoothed spatially so no seams appear.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from contracts.jobs import IntervalJob
+from models.baselines import bidirectional_flow
+from models.interpolator import Interpolator
+from models.threshold import LOG_EPS, Thresholds, fit_thresholds, frame_gamma
+
+_LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
+
+
+@dataclass(frozen=True)
+class FusionConfig:
+    """gamma: the keyframes' encoding, or None to pick it per interval from the data
+    (models.threshold.fit_encoding). band: how many thresholds of slack the event band
+    allows (a pixel's reference level is unknown within one threshold). dead: how far
+    (in band widths) the flow may leave the band before integration starts to take
+    over; full takeover one band width later. blur: sigma in pixels of the spatial
+    smoothing of that choice. prior_events: how many events' worth of weight the time
+    itself gets when the missed part of F1 - F0 is spread over the interval. preset:
+    the DIS optical-flow preset (0 ultrafast, 1 fast, 2 medium)."""
+
+    gamma: float | None = None
+    band: float = 0.8
+    dead: float = 1.0
+    blur: float = 2.0
+    prior_events: float = 1.0
+    preset: int = 2
+    fb_px: float = 1.0
+    isolated: bool = True
+
+    def __post_init__(self) -> None:
+        if self.gamma is not None and not 0.2 <= self.gamma <= 5:
+            raise ValueError(f"FusionConfig.gamma must be in [0.2, 5] or None, got {self.gamma}")
+        if not 0 < self.band <= 10:
+            raise ValueError(f"FusionConfig.band must be in (0, 10], got {self.band}")
+        if not 0 <= self.dead <= 10:
+            raise ValueError(f"FusionConfig.dead must be in [0, 10], got {self.dead}")
+        if not 0 <= self.blur <= 50:
+            raise ValueError(f"FusionConfig.blur must be in [0, 50], got {self.blur}")
+        if not 0 < self.prior_events <= 100:
+            raise ValueError(
+                f"FusionConfig.prior_events must be in (0, 100], got {self.prior_events}"
+            )
+        if self.preset not in (0, 1, 2):
+            raise ValueError(f"FusionConfig.preset must be 0, 1 or 2, got {self.preset}")
+
+
+class FusionInterpolator(Interpolator):
+    name = "fusion"
+
+    def __init__(self, config: FusionConfig | None = None) -> None:
+        self.config = config or FusionConfig()
+        self._dis = cv2.DISOpticalFlow_create(self.config.preset)
+        #: What the last interval was fitted with (for diagnosis and tests).
+        self.last_thresholds: Thresholds | None = None
+        self.last_gamma: float | None = None
+
+    def interpolate(self, job: IntervalJob) -> np.ndarray:
+        cfg = self.config
+        h, w = job.height, job.width
+        pix, on = _event_pixels(job)
+        splits = np.searchsorted(job.events.t, job.timestamps_us, side="left")
+        if cfg.isolated:
+            pix, on = _drop_isolated(pix, on, h, w)
+        tot_on = _count(pix[on], h, w)
+        tot_off = _count(pix[~on], h, w)
+        gamma = cfg.gamma if cfg.gamma is not None else frame_gamma(job.frame0)
+        th = fit_thresholds(job.frame0, job.frame1, tot_on, tot_off, gamma)
+        self.last_thresholds, self.last_gamma = th, gamma
+        eps = np.float32(LOG_EPS)
+        # Linear light with a 4th channel of luma + eps: OpenCV warps 4 channels as fast
+        # as 3, and the flow candidate's luma then comes with its colour.
+        lut = np.power(np.arange(256, dtype=np.float32) / 255.0, np.float32(gamma))
+        lin0 = _with_luma(lut[job.frame0], eps)
+        lin1 = _with_luma(lut[job.frame1], eps)
+        l0 = np.log(lin0[..., 3])
+        l1 = np.log(lin1[..., 3])
+        e_total = np.float32(th.c_on) * tot_on - np.float32(th.c_off) * tot_off
+        missed = l1 - l0 - e_total  # what the events do not explain
+        n_total = tot_on + tot_off + np.float32(cfg.prior_events)
+        # The band's half-width: how far this interval's pixels stray from what their
+        # events explain (the fit's residual spread: reference levels unknown within a
+        # threshold, mismatch, noise), measured, not assumed.
+        spread = th.spread if th.fitted else 0.5 * (th.c_on + th.c_off)
+        slack = np.float32(cfg.band * max(spread, 1e-3))
+        # Integration from both ends: F1 brought back to F0's brightness by the whole
+        # interval's log change, so each frame needs one mix and one gain.
+        base0 = lin0[..., :3]
+        towards1 = lin1[..., :3] * np.exp(l0 - l1)[..., None] - base0
+        g0 = cv2.cvtColor(job.frame0, cv2.COLOR_RGB2GRAY)
+        g1 = cv2.cvtColor(job.frame1, cv2.COLOR_RGB2GRAY)
+        f01, f10 = bidirectional_flow(self._dis, g0, g1)
+        grid = _grid2(h, w)
+        # Forward-backward consistency of the two flows: where they agree, the flow is
+        # given `dead` band widths of extra slack (event noise must not pull it off).
+        back = cv2.remap(
+            f10, cv2.add(grid, f01), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
+        fb = cv2.add(f01, back)
+        fb_err = fb[..., 0] ** 2 + fb[..., 1] ** 2
+        dead = np.float32(cfg.dead) * np.exp(-fb_err / np.float32(cfg.fb_px**2))
+        out = np.empty((len(splits), h, w, 3), np.uint8)
+        cum_on = np.zeros((h, w), np.float32)
+        cum_off = np.zeros((h, w), np.float32)
+        prev = 0
+        for k, (split, tau) in enumerate(zip(splits, job.taus.astype(np.float32), strict=True)):
+            seg_p, seg_on = pix[prev:split], on[prev:split]
+            cum_on += _count(seg_p[seg_on], h, w)
+            cum_off += _count(seg_p[~seg_on], h, w)
+            prev = split
+            e0 = np.float32(th.c_on) * cum_on - np.float32(th.c_off) * cum_off
+            # The part of F1 - F0 the events miss (threshold mismatch, lost events) is
+            # spread over the interval as the pixel's events progress (by time where it
+            # has none): a per-pixel threshold error then cancels exactly.
+            rho = (cum_on + cum_off + np.float32(cfg.prior_events) * tau) / n_total
+            change = e0 + missed * rho  # log luma at t minus log luma at t0
+            integ = base0 + rho[..., None] * towards1
+            integ *= np.exp(change)[..., None]
+            flow = _warp_both(lin0, lin1, f01, f10, float(tau), grid)
+            # Where the events put the pixel, from each end, within one threshold; the
+            # flow candidate is trusted as long as its luma stays inside.
+            lf = np.log(flow[..., 3])
+            a = l0 + e0
+            b = a + missed
+            centre = l0 + change
+            lo = np.minimum(np.maximum(a, b) - slack, centre)
+            hi = np.maximum(np.minimum(a, b) + slack, centre)
+            moved = (np.maximum(lo - lf, 0) + np.maximum(lf - hi, 0)) / slack
+            if cfg.blur > 0:
+                moved = cv2.GaussianBlur(moved, (0, 0), cfg.blur)
+            w_int = np.clip(moved - dead, 0.0, 1.0)[..., None]
+            est = flow[..., :3]
+            integ -= est
+            integ *= w_int
+            est += integ
+            est -= eps
+            out[k] = _encode(est, gamma)
+        return out
+
+
+def _grid2(h: int, w: int) -> np.ndarray:
+    """HxWx2 float32 pixel coordinates (x, y), the identity map of cv2.remap."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    return np.dstack([gx, gy])
+
+
+def _warp_both(
+    lin0: np.ndarray, lin1: np.ndarray, f01: np.ndarray, f10: np.ndarray, t: float, grid
+) -> np.ndarray:
+    """Both keyframes warped to t (Super-SloMo linear-motion intermediate flows, the
+    same as models.baselines.warp_pair) and blended by time, with one 2-channel map per
+    warp and OpenCV arithmetic (no numpy temporaries)."""
+    m0 = cv2.addWeighted(f01, -(1 - t) * t, f10, t * t, 0.0)
+    m1 = cv2.addWeighted(f01, (1 - t) * (1 - t), f10, -t * (1 - t), 0.0)
+    w0 = cv2.remap(lin0, cv2.add(grid, m0), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    w1 = cv2.remap(lin1, cv2.add(grid, m1), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.addWeighted(w0, 1 - t, w1, t, 0.0)
+
+
+def _drop_isolated(
+    pix: np.ndarray, on: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Events at pixels none of whose 8 neighbours fired in the interval: background
+    activity (sensor noise) rather than a moving edge, which always spans pixels."""
+    fired = (np.bincount(pix, minlength=h * w) > 0).reshape(h, w).astype(np.float32)
+    near = cv2.boxFilter(fired, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
+    keep = (near - fired).ravel()[pix] > 0
+    return pix[keep], on[keep]
+
+
+def _count(pix: np.ndarray, h: int, w: int) -> np.ndarray:
+    return np.bincount(pix, minlength=h * w).reshape(h, w).astype(np.float32)
+
+
+def _with_luma(rgb: np.ndarray, eps: np.float32) -> np.ndarray:
+    """HxWx4 float32: linear RGB + eps and luma + eps (log-ready)."""
+    out = np.empty((*rgb.shape[:2], 4), np.float32)
+    out[..., :3] = rgb + eps
+    out[..., 3] = rgb @ _LUMA + eps
+    return out
+
+
+def _encode(linear: np.ndarray, gamma: float) -> np.ndarray:
+    """Linear light (HxWx3 float32, may stray outside [0, 1]) -> uint8 encoded with
+    gamma, rounded; OpenCV's pow and saturating conversion (multi-threaded, no
+    numpy temporaries)."""
+    x = cv2.max(linear, 0.0)
+    if gamma != 1.0:
+        x = cv2.pow(x, 1.0 / gamma)
+    return cv2.convertScaleAbs(x, alpha=255.0)
+
+
+def _event_pixels(job: IntervalJob) -> tuple[np.ndarray, np.ndarray]:
+    """Flat pixel index and ON flag of every event inside the frame (rounded positions)."""
+    ev = job.events
+    xi = np.rint(ev.x).astype(np.intp)
+    yi = np.rint(ev.y).astype(np.intp)
+    inside = (xi >= 0) & (xi < job.width) & (yi >= 0) & (yi < job.height)
+    return (yi * job.width + xi)[inside], (ev.p[inside] > 0)
