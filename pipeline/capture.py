@@ -21,7 +21,7 @@ import zmq
 from calibration.mapping import EventToFrameMap
 from contracts.jobs import IntervalJob, inserted_timestamps
 from pipeline import wire
-from pipeline.messages import job_message
+from pipeline.dispatch import Dispatcher, PoolDispatcher
 from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder
 from pipeline.ring import RingBuffer, RingClosed, RingFull
@@ -105,7 +105,7 @@ class CaptureNode:
         frame_source: FrameSource,
         mapper: EventToFrameMap,
         raw: RawRecorder,
-        pool: WorkerPool,
+        pool: WorkerPool | Dispatcher,
         recorder_socket: zmq.Socket,
         factor: int,
         sync: TriggerSync | HostClockSync | None = None,
@@ -118,6 +118,8 @@ class CaptureNode:
         self.mapper = mapper
         self.raw = raw
         self.pool = pool
+        # Live policy: an interval no worker can take right now is skipped, not queued.
+        self.dispatch = pool if isinstance(pool, Dispatcher) else PoolDispatcher(pool, "skip")
         self.recorder_socket = recorder_socket
         self.factor = factor
         self.sync = sync or TriggerSync()
@@ -157,12 +159,11 @@ class CaptureNode:
             self.counters.recorder_messages_dropped += 1
 
     def _poll_pool(self) -> None:
-        for index in self.pool.poll(live=True):
+        for lost in self.dispatch.poll():
             self.counters.intervals_lost += 1
             self._to_recorder(
                 wire.Message(
-                    "interval",
-                    {"index": index, "status": "failed", "reason": "its worker died, none free"},
+                    "interval", {"index": lost.index, "status": "failed", "reason": lost.reason}
                 )
             )
 
@@ -208,7 +209,7 @@ class CaptureNode:
                     inserted_timestamps(t0, t1, self.factor),
                 )
                 # Latency is measured from the moment the interval's closing keyframe arrived.
-                if self.pool.try_submit(k, job_message(job, keyframe_arrival=arrival)):
+                if self.dispatch.offer(job, keyframe_arrival=arrival):
                     self.counters.intervals_dispatched += 1
                 else:
                     self.counters.intervals_skipped += 1

@@ -31,6 +31,13 @@ import numpy as np
 
 from contracts.jobs import IntervalJob, inserted_timestamps
 from models.registry import DEFAULT_MODEL
+from pipeline.dispatch import (
+    Dispatcher,
+    DispatchError,
+    InProcessDispatcher,
+    Outcome,
+    PoolDispatcher,
+)
 from pipeline.inputs import Keyframe, MissingEvents, ReplaySource
 from pipeline.segments import FRAMES_DIR, PARTS_DIR, TIMESTAMPS_FILE, SegmentedOutput, join_videos
 from pipeline.writer import OrderedWriter, WriterCounts, WriterThread
@@ -102,8 +109,6 @@ class _Item:
     k1: Keyframe | None  # None: the last keyframe, nothing after it
     job: IntervalJob | None = None
     reason: str = ""  # why no frames (skipped)
-    frames: np.ndarray | None = None
-    timestamps: np.ndarray | None = None
     resumed: bool = False  # committed by an earlier run: not written again
 
 
@@ -203,139 +208,6 @@ class _Prefetch(threading.Thread):
             ordinal += 1
         if prev is not None:
             self._put(_Item(ordinal, prev, None, resumed=False))
-
-
-# -- compute ---------------------------------------------------------------------------
-class _InProcess:
-    def __init__(self, model: str) -> None:
-        from models.registry import make_interpolator
-
-        self.interp = make_interpolator(model)
-        self.name = self.interp.name
-        self.compute_s = 0.0
-        self._done: list[_Item] = []
-
-    def capacity(self) -> int:
-        return 1
-
-    def submit(self, item: _Item) -> None:
-        assert item.job is not None
-        t = time.perf_counter()
-        try:
-            item.frames = self.interp.interpolate(item.job)
-            item.timestamps = item.job.timestamps_us
-        except Exception as exc:  # one bad interval must not end the replay
-            log.exception("interval %d failed", item.ordinal)
-            item.reason = f"the model failed: {type(exc).__name__}: {exc}"
-        self.compute_s += time.perf_counter() - t
-        self._done.append(item)
-
-    def poll(self, timeout_s: float) -> list[_Item]:
-        done, self._done = self._done, []
-        return done
-
-    def in_flight(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-    def stats(self) -> dict[str, Any]:
-        return {"compute_s": round(self.compute_s, 3)}
-
-
-class _ZmqWorkers:
-    """The live pipeline's worker pool (pipeline.pool.WorkerPool): local worker
-    processes, restarted if they die, each given an interval whenever it is idle; an
-    interval whose worker dies is sent again to another."""
-
-    def __init__(self, model: str, n: int, job_timeout_s: float, start_timeout_s: float) -> None:
-        import zmq
-
-        from pipeline import wire
-        from pipeline.pool import PoolError, WorkerPool
-
-        self._zmq, self._wire = zmq, wire
-        self.ctx = zmq.Context()
-        self.results = self.ctx.socket(zmq.PULL)
-        self.results.setsockopt(zmq.MAXMSGSIZE, wire.DEFAULT_MAX_MESSAGE_BYTES)
-        res_ep = f"tcp://127.0.0.1:{self.results.bind_to_random_port('tcp://127.0.0.1')}"
-        self.n = n
-        self.job_timeout_s = job_timeout_s
-        self.pending: dict[int, tuple[_Item, float]] = {}
-        self.workers: dict[str, dict] = {}
-        self.name = model
-        self.pool = WorkerPool(model, res_ep, local_workers=n, name_prefix="replay-worker")
-        try:
-            self.pool.start(timeout_s=start_timeout_s)
-        except PoolError as exc:
-            self.close()
-            raise ReplayError(f"{exc}; run with --workers 1 to see the model's error") from None
-
-    def capacity(self) -> int:
-        return 2 * self.n
-
-    def in_flight(self) -> int:
-        return len(self.pending)
-
-    def submit(self, item: _Item) -> None:
-        from pipeline.messages import job_message
-
-        assert item.job is not None
-        self.pool.submit(item.ordinal, job_message(item.job))
-        self.pending[item.ordinal] = (item, time.monotonic())
-
-    def poll(self, timeout_s: float) -> list[_Item]:
-        from pipeline.messages import result_from_message
-
-        done: list[_Item] = []
-        self.pool.poll(live=False)
-        wait_ms = int(timeout_s * 1000)
-        while self.results.poll(wait_ms):
-            wait_ms = 0
-            try:
-                msg = self._wire.recv(self.results)
-                if msg.type == "result":
-                    res = result_from_message(msg)
-                    entry = self.pending.pop(res.index, None)
-                    if entry is not None:
-                        item = entry[0]
-                        item.frames, item.timestamps = res.frames, res.timestamps_us
-                        self.name = res.model
-                        done.append(item)
-                elif msg.type == "interval" and msg.meta.get("status") == "failed":
-                    entry = self.pending.pop(int(msg.meta.get("index", -1)), None)
-                    if entry is not None:
-                        entry[0].reason = f"the model failed: {msg.meta.get('reason', '?')}"
-                        done.append(entry[0])
-                elif msg.type == "status":
-                    self.workers[str(msg.meta.get("worker", "?"))] = dict(msg.meta)
-            except self._wire.WireError as exc:
-                log.warning("replay dropped a bad message from a worker: %s", exc)
-        self.pool.poll(live=False)
-        now = time.monotonic()
-        for ordinal, (item, since) in list(self.pending.items()):
-            if now - since > self.job_timeout_s:
-                del self.pending[ordinal]
-                item.reason = f"no result within {self.job_timeout_s:g} s (worker lost or too slow)"
-                done.append(item)
-        if self.pending and self.pool.stats.restarts > 10 * self.n:
-            raise ReplayError("replay workers keep dying; run with --workers 1 to see why")
-        return done
-
-    def close(self) -> None:
-        if getattr(self, "pool", None) is not None:
-            self.pool.close()
-        self.results.close(0)
-        self.ctx.term()
-
-    def stats(self) -> dict[str, Any]:
-        return {
-            "workers": {
-                k: {f: v.get(f) for f in ("jobs", "frames", "failed_jobs", "compute_s")}
-                for k, v in self.workers.items()
-            }
-        }
 
 
 # -- output and state --------------------------------------------------------------------
@@ -543,13 +415,16 @@ def run_replay(source: ReplaySource, opts: ReplayOptions) -> dict[str, Any]:
     expected = source.expected_keyframes()
     progress = _Progress(opts.progress, (expected - 1) if expected else None, resume_from)
     # The model first: a model that cannot be built leaves no output behind.
-    compute: _InProcess | _ZmqWorkers
-    if opts.workers > 1:
-        compute = _ZmqWorkers(
-            opts.model, opts.workers, opts.job_timeout_s, opts.worker_start_timeout_s
-        )
-    else:
-        compute = _InProcess(opts.model)
+    compute: Dispatcher
+    try:
+        if opts.workers > 1:
+            compute = PoolDispatcher.local(
+                opts.model, opts.workers, opts.job_timeout_s, opts.worker_start_timeout_s
+            )
+        else:
+            compute = InProcessDispatcher(opts.model, policy="queue")
+    except DispatchError as exc:
+        raise ReplayError(str(exc)) from None
     try:
         seg_out = SegmentedOutput(
             out,
@@ -574,13 +449,11 @@ def run_replay(source: ReplaySource, opts: ReplayOptions) -> dict[str, Any]:
     computed = 0
     inserted = 0
 
-    def settle(item: _Item) -> None:
-        if item.frames is not None and item.timestamps is not None:
-            writer.call("result", item.ordinal, item.frames, item.timestamps)
-        elif item.reason:
-            writer.call("skip", item.ordinal, item.reason)
-        else:  # nothing to insert (a very short interval)
-            writer.call("result", item.ordinal, np.empty(0), np.empty(0, np.int64))
+    def settle(o: Outcome) -> None:
+        if o.frames is not None and o.timestamps is not None:
+            writer.call("result", o.index, o.frames, o.timestamps, o.model)
+        else:
+            writer.call("skip", o.index, o.reason)
 
     writer.start()
     try:
@@ -609,16 +482,21 @@ def run_replay(source: ReplaySource, opts: ReplayOptions) -> dict[str, Any]:
                     else:
                         k1 = item.k1
                         writer.call("keyframe", item.ordinal + 1, k1.image, k1.t_us, k1.index)
-                        if item.job is None:
-                            settle(item)
-                        else:
-                            compute.submit(item)
-            for item in compute.poll(0.0 if compute.in_flight() < compute.capacity() else 0.05):
-                settle(item)
+                        if item.job is not None:
+                            compute.offer(item.job)
+                        elif item.reason:
+                            settle(Outcome(item.ordinal, reason=item.reason))
+                        else:  # nothing to insert (a very short interval)
+                            settle(Outcome(item.ordinal, np.empty(0), np.empty(0, np.int64)))
+            busy = compute.in_flight() >= compute.capacity()
+            for outcome in compute.poll(0.05 if busy else 0.0):
+                settle(outcome)
                 computed += 1
-                if item.frames is not None:
-                    inserted += len(item.frames)
+                if outcome.frames is not None:
+                    inserted += len(outcome.frames)
             progress.update(writer.writer.next_keyframe, inserted)
+    except DispatchError as exc:
+        raise ReplayError(str(exc)) from None
     except KeyboardInterrupt:
         status = "interrupted"  # what is computed and in order still gets written
     finally:
