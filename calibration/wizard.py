@@ -27,9 +27,10 @@ from calibration.board import (
 from calibration.errors import CalibrationError
 from calibration.eventimage import blink_image
 from calibration.model import Calibration
+from calibration.preview import LivePreview, capture_picture, write_image
 from calibration.solve import calibrate_intrinsics, calibrate_stereo
-from calibration.storage import save_calibration, sidecars
-from calibration.verify import MIN_VIEWS, Verification, overlay_image, verify
+from calibration.storage import load_calibration, save_calibration, sidecars
+from calibration.verify import MIN_VIEWS, Verification, annotated_overlay, verify
 from rig.base import EventSource, FrameSource
 from rig.types import EventBatch
 
@@ -49,6 +50,8 @@ class WizardOptions:
     max_captures: int | None = None  # None: 2 * views + 10 (live sources: set it higher)
     rgb_name: str = "rgb"
     events_name: str = "events"
+    preview: LivePreview | None = None  # live pictures of both cameras with detections
+    pictures: Path | None = None  # where pictures of failures go (None: nowhere)
 
 
 @dataclass
@@ -90,6 +93,7 @@ class Views:
     events: list[Detection] = field(default_factory=list)
     stereo: list[tuple[Detection, Detection]] = field(default_factory=list)
     overlay_pair: Pair | None = None
+    overlay_corners: np.ndarray | None = None
     seen: int = 0
     rejected_rgb: list[np.ndarray] = field(default_factory=list)
     rejected_events: list[np.ndarray] = field(default_factory=list)
@@ -117,8 +121,18 @@ def collect(
                     v.stereo.append((a, b))
                     if v.overlay_pair is None:
                         v.overlay_pair = (rgb, events)
+                        v.overlay_corners = a.corners
         elif b is not None and a is None:
             v.events.append(b)
+        if opts.preview is not None and opts.preview.enabled:
+            kept = (
+                f"kept as stereo view {len(v.stereo)}/{opts.views}"
+                if v.stereo and v.stereo[-1][0] is a
+                else "not kept" + ("" if a is not None and b is not None else " (needs both)")
+            )
+            opts.preview.show(
+                v.seen, capture_picture(rgb, ev_img, a, b, f"capture {v.seen}: {kept}")
+            )
         if a is None and len(v.rejected_rgb) < 3:
             v.rejected_rgb.append(rgb)
         if b is None and len(v.rejected_events) < 3:
@@ -170,12 +184,12 @@ def _run(pairs, rgb_size, event_size, opts: WizardOptions, st: Status) -> Wizard
         raise _nothing_found(v, opts, "event", v.rejected_events)
     st.say("step 1/6: RGB intrinsics")
     rgb = calibrate_intrinsics(opts.rgb_name, rgb_size, opts.board, [d.corners for d in v.rgb])
-    st.say(_cam_line(rgb.camera))
+    st.say(_cam_line(rgb.camera) + " (first estimate; step 3 refines it)")
     st.say("step 2/6: event-camera intrinsics")
     ev = calibrate_intrinsics(
         opts.events_name, event_size, opts.board, [d.corners for d in v.events]
     )
-    st.say(_cam_line(ev.camera))
+    st.say(_cam_line(ev.camera) + " (first estimate; step 3 refines it)")
     st.say("step 3/6: stereo extrinsics")
     a = [p[0].corners for p in v.stereo]
     b = [p[1].corners for p in v.stereo]
@@ -213,19 +227,32 @@ def _run(pairs, rgb_size, event_size, opts: WizardOptions, st: Status) -> Wizard
     )
     for line in ver.lines():
         st.say("  " + line)
+    overlay = None
+    if v.overlay_pair is not None:
+        overlay = annotated_overlay(
+            calib,
+            *v.overlay_pair,
+            ver,
+            [d.corners for d in v.rgb],
+            [d.corners for d in v.events],
+            v.overlay_corners,
+        )
     if not ver.passed:
+        files = {}
+        if overlay is not None and opts.pictures is not None:
+            opts.pictures.mkdir(parents=True, exist_ok=True)
+            files["overlay"] = opts.pictures / "overlay-FAILED.png"
+            write_image(files["overlay"], overlay)
+            st.say(f"  overlay of the failed calibration: {files['overlay']}")
         st.say("calibration NOT saved; fix the problems above and run again")
-        return WizardResult(2, calib, ver, advice=ver.problems)
+        return WizardResult(2, calib, ver, files, advice=ver.problems)
     st.say("step 6/6: save")
     files = save_calibration(calib, opts.out)
-    if v.overlay_pair is not None:
-        ov = overlay_image(calib, *v.overlay_pair)
-        path = sidecars(opts.out)["overlay"]
-        cv2.imwrite(str(path), cv2.cvtColor(ov, cv2.COLOR_RGB2BGR))
-        files["overlay"] = path
-    for k, p in files.items():
-        st.say(f"  wrote {k}: {p}")
-    return WizardResult(0, calib, ver, files)
+    if overlay is not None:
+        files["overlay"] = sidecars(opts.out)["overlay"]
+        write_image(files["overlay"], overlay)
+    saved = load_calibration(opts.out)  # what the pipeline will use: report these values
+    return WizardResult(0, saved, ver, files)
 
 
 def _cam_line(cam) -> str:
@@ -240,6 +267,13 @@ def _nothing_found(
     board simply not in view."""
     n = len(v.rgb) if cam == "RGB" else len(v.events)
     where = f"{cam} camera, board found in {n} of {v.seen} captures"
+    if rejected and opts.pictures is not None:
+        opts.pictures.mkdir(parents=True, exist_ok=True)
+        picture = opts.pictures / f"board-not-found-{cam.lower()}.png"
+        write_image(
+            picture, _rejected_picture(rejected, f"{cam} camera: no {opts.board.label} board")
+        )
+        where += f"; what it saw: {picture}"
     if v.seen == 0:
         return CalibrationError(
             "The cameras delivered no images", where, "check the rig is running."
@@ -265,6 +299,21 @@ def _nothing_found(
         f"check --board {opts.board.label} counts inner corners, that the whole board is in "
         "view and well lit, and (events) that it blinks.",
     )
+
+
+def _rejected_picture(images: list[np.ndarray], caption: str) -> np.ndarray:
+    """The images in which the board was not found, side by side, captioned."""
+    from calibration.preview import PANEL_HEIGHT
+
+    panels = []
+    for im in images[:3]:
+        rgb = im if im.ndim == 3 else cv2.cvtColor(im, cv2.COLOR_GRAY2RGB)
+        scale = PANEL_HEIGHT / rgb.shape[0]
+        panels.append(cv2.resize(rgb, (max(1, int(rgb.shape[1] * scale)), PANEL_HEIGHT)))
+    row = np.hstack(panels)
+    bar = np.full((28, row.shape[1], 3), 30, np.uint8)
+    cv2.putText(bar, caption, (6, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 120, 120), 1)
+    return np.vstack([row, bar])
 
 
 def live_pairs(

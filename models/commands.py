@@ -79,10 +79,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sequences", type=_positive_int, default=48, help="simulated training sequences"
     )
     p.add_argument("--intervals", type=_positive_int, default=8, help="intervals per sequence")
-    p.add_argument("--frame-size", type=_frame_size, default=DEFAULT_FRAME_SIZE, metavar=size)
+    p.add_argument(
+        "--frame-size",
+        type=_frame_size,
+        default=DEFAULT_FRAME_SIZE,
+        metavar=size,
+        help=f"simulated frame size WxH (default: {DEFAULT_FRAME_SIZE[0]}x{DEFAULT_FRAME_SIZE[1]})",
+    )
     p.add_argument("--seed", type=int, default=0, help="initialisation and batch sampling")
     p.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
-    p.add_argument("--checkpoint-every", type=_positive_int, default=100)
+    p.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=100,
+        help="steps between checkpoints (default: 100)",
+    )
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="simulated data cache")
     p.add_argument(
         "--resume",
@@ -153,7 +164,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="model specs (default: timelens integration flow blend); e.g. timelens:run/last.pt",
     )
-    p.add_argument("--frame-size", type=_frame_size, default=DEFAULT_FRAME_SIZE, metavar=size)
+    p.add_argument(
+        "--frame-size",
+        type=_frame_size,
+        default=DEFAULT_FRAME_SIZE,
+        metavar=size,
+        help=f"simulated frame size WxH (default: {DEFAULT_FRAME_SIZE[0]}x{DEFAULT_FRAME_SIZE[1]})",
+    )
     p.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="simulated data cache")
     p.add_argument(
         "--motion",
@@ -182,7 +199,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.set_defaults(func=cmd_export)
     q = msub.add_parser("info", help="width, parameters and metadata of a .pt/.pth/.bin/.onnx")
     q.add_argument("path", type=Path)
-    q.add_argument("--json", action="store_true")
+    q.add_argument("--json", action="store_true", help="print machine-readable JSON")
     q.add_argument("--trust-pickle", action="store_true", help=_TRUST_HELP)
     q.set_defaults(func=cmd_info)
     q = msub.add_parser(

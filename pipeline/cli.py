@@ -35,6 +35,60 @@ def factor_arg(text: str) -> int:
     return value
 
 
+def check_model_spec(spec: str) -> None:
+    """Fail on a model name before anything starts (a worker would only fail later, in
+    another process): unknown names, a missing timelens:PATH, a bad integration:C."""
+    from models.registry import CHECKPOINT_SUFFIXES
+
+    name, _, arg = spec.partition(":")
+    if name in MODEL_NAMES and name not in ("integration", "timelens") and not arg:
+        return  # the baselines without weights (blend, flow, fusion, ...)
+    if name == "integration":
+        if arg:
+            try:
+                ok = float(arg) > 0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise CliError(
+                    f"--model {spec}: the argument is the contrast threshold, a positive "
+                    "number such as integration:0.2"
+                )
+        return
+    if name == "timelens":
+        if not arg:
+            return
+        path = Path(arg).expanduser()
+        if not path.is_file():
+            raise CliError(
+                f"--model {spec}: {path} is not a file; give an .onnx export or a checkpoint "
+                f"({', '.join(CHECKPOINT_SUFFIXES)})"
+            )
+        if path.suffix.lower() not in (".onnx", *CHECKPOINT_SUFFIXES):
+            raise CliError(
+                f"--model {spec}: unknown file type {path.suffix or '(none)'}; use an .onnx "
+                f"export or a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)})"
+            )
+        return
+    raise CliError(f"--model {spec}: unknown model; choose one of: {', '.join(MODEL_NAMES)}")
+
+
+def check_endpoint(option: str, endpoint: str) -> str:
+    """A ZeroMQ endpoint a worker can connect to: tcp://HOST:PORT (or ipc://PATH)."""
+    if endpoint.startswith("ipc://") and len(endpoint) > len("ipc://"):
+        return endpoint
+    example = "tcp://capture-host:5555"
+    if "://" not in endpoint:
+        raise CliError(
+            f"{option} {endpoint}: no scheme; write it as tcp://{endpoint} (e.g. {example})"
+        )
+    scheme, _, rest = endpoint.partition("://")
+    host, _, port = rest.rpartition(":")
+    if scheme != "tcp" or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise CliError(f"{option} {endpoint}: not a tcp://HOST:PORT endpoint (e.g. {example})")
+    return endpoint
+
+
 def _add_live_args(p: argparse.ArgumentParser, seconds_default: float | None) -> None:
     p.add_argument("--out", type=Path, required=True, help="folder to create the session in")
     p.add_argument(
@@ -101,6 +155,7 @@ def _run_live(
     from pipeline.info import describe
     from pipeline.live import LiveOptions, run_live
 
+    check_model_spec(args.model)  # before any folder or process exists
     opts = LiveOptions(
         out=args.out,
         factor=args.factor,
@@ -214,6 +269,8 @@ def cmd_record(args: argparse.Namespace) -> int:
                 )
             return EventToFrameMap.identity(tuple(ev.resolution))
 
+        if min(events.resolution) > 0 and min(frames.resolution) > 0:
+            mapper = mapper(events, frames)  # sizes known before opening: check them now
         info = {"config_file": str(args.config), "config": asdict(cfg)}
         if calibration is not None:
             info["calibration"] = str(args.calibration)
@@ -223,21 +280,66 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.rig != "sim":
         raise CliError("record needs --rig sim or --config rig.toml")
     events, frames, mapper, info = _sim_rig(args)
+    if args.calibration:
+        calibration = _load_calibration(args.calibration)
+        mapper = _checked_map(calibration, events, frames)
+        info["calibration"] = str(args.calibration)
+        return _run_live(args, events, frames, mapper, info, calibration=args.calibration)
     return _run_live(args, events, frames, mapper, info)
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from pipeline.info import describe, format_text
+    from pipeline.session import MANIFEST
 
-    info = describe(args.session)
-    print(json.dumps(info, indent=2) if args.json else format_text(info))
+    folder = Path(args.session)
+    if folder.is_dir() and not (folder / MANIFEST).exists():
+        inside = sorted(p.parent for p in folder.glob(f"*/{MANIFEST}"))
+        if inside:
+            names = ", ".join(str(p) for p in inside[-3:])
+            raise CliError(
+                f"{folder} is the folder sessions are created in, not a session; it holds "
+                f"{len(inside)}: {names}"
+                + (" (newest last)" if len(inside) > 1 else "")
+                + f": run 'slomo-rig info {inside[-1]}'"
+            )
+    info = describe(folder)
+    print_to_pipe(json.dumps(info, indent=2) if args.json else format_text(info))
     return 0
 
 
-def cmd_worker(args: argparse.Namespace) -> int:
-    from pipeline.worker import run_worker
+def print_to_pipe(text: str) -> None:
+    """Print, quietly stopping when the reader went away (`info --json | head`)."""
+    import os
 
-    return run_worker(args.jobs, args.results, args.model, name=args.name, keys=args.keys)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # Python would complain again when it flushes stdout at exit: point it at devnull.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from pipeline.worker import default_worker_name, run_worker
+
+    check_endpoint("--jobs", args.jobs)
+    check_endpoint("--results", args.results)
+    check_model_spec(args.model)
+    if args.keys is not None and not Path(args.keys).is_dir():
+        raise CliError(f"--keys {args.keys}: no such key folder (make one with 'slomo-rig keys')")
+    name = args.name or default_worker_name()
+
+    def say(text: str) -> None:
+        print(f"worker {name}: {text}", file=sys.stderr, flush=True)
+
+    say(
+        f"model {args.model}; jobs from {args.jobs}, results to {args.results}"
+        + (f", keys {args.keys}" if args.keys else "")
+        + " (Ctrl-C stops)"
+    )
+    code = run_worker(args.jobs, args.results, args.model, name=name, keys=args.keys, announce=say)
+    say("stopped")
+    return code
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -294,9 +396,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--jobs", required=True, help="capture node's job endpoint, e.g. tcp://127.0.0.1:5555"
     )
-    p.add_argument("--results", required=True, help="recorder's endpoint")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("--name", default=None)
+    p.add_argument(
+        "--results", required=True, help="recorder's endpoint, e.g. tcp://127.0.0.1:5556"
+    )
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"interpolation model: {', '.join(MODEL_NAMES)} (default: %(default)s)",
+    )
+    p.add_argument(
+        "--name", default=None, help="name in the session's worker list (default: HOST:PID)"
+    )
     p.add_argument("--keys", type=Path, help="CurveZMQ key folder when the capture node uses keys")
     p.set_defaults(func=cmd_worker)
 

@@ -174,11 +174,18 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("soak", help="long simulated session with worker kills, then replay")
-    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument(
+        "--minutes", type=float, default=10.0, help="length of the live session (default: 10)"
+    )
     p.add_argument("--kill-every", type=float, default=60.0, help="seconds between worker kills")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
     p.add_argument(
         "--model", default=SOAK_MODEL, help="model live and in replay (default: %(default)s)"
     )
-    p.add_argument("--out", type=Path, default=Path("sessions/soak"))
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("sessions/soak"),
+        help="folder for the session and its replay (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_soak)

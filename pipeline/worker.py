@@ -54,8 +54,10 @@ def run_worker(
     status_every_s: float = 2.0,
     on_ready: Callable[[], object] | None = None,
     keys: str | Path | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> int:
-    """Serve jobs until SIGTERM/SIGINT. Returns an exit code."""
+    """Serve jobs until SIGTERM/SIGINT. Returns an exit code. announce (the stand-alone
+    worker's console) hears when the job endpoint connects, refuses or drops."""
     from models.registry import make_interpolator
 
     name = name or default_worker_name()
@@ -75,6 +77,7 @@ def run_worker(
     jobs.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
     jobs.setsockopt(zmq.LINGER, 0)
     configure_client(jobs, keys_path)
+    watch = _ConnectionWatch(jobs, job_endpoint, announce) if announce else None
     jobs.connect(job_endpoint)
     results = ctx.socket(zmq.PUSH)
     results.setsockopt(zmq.LINGER, 2000)
@@ -121,6 +124,8 @@ def run_worker(
     try:
         while not stop.is_set():
             now = time.monotonic()
+            if watch is not None:
+                watch.poll()
             if now - last_beat > HEARTBEAT_S:
                 control("heartbeat", busy=busy)
                 last_beat = now
@@ -173,7 +178,43 @@ def run_worker(
     finally:
         todo.put(None)
         status(final=True)
+        if watch is not None:
+            watch.close()
         jobs.close()
         results.close()
         ctx.term()
     return 0
+
+
+class _ConnectionWatch:
+    """Tells the operator whether the job endpoint answers: ZeroMQ retries a refused
+    connection silently forever, which looks exactly like a worker with nothing to do."""
+
+    def __init__(self, sock: zmq.Socket, endpoint: str, say: Callable[[str], None]) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        self._recv = recv_monitor_message
+        self.endpoint, self.say = endpoint, say
+        self.monitor = sock.get_monitor_socket(
+            zmq.EVENT_CONNECTED | zmq.EVENT_CONNECT_RETRIED | zmq.EVENT_DISCONNECTED
+        )
+        self.refused_said = False
+
+    def poll(self) -> None:
+        while self.monitor.poll(0):
+            event = self._recv(self.monitor)["event"]
+            if event == zmq.EVENT_CONNECTED:
+                self.say(f"connected to {self.endpoint}; waiting for intervals")
+                self.refused_said = False
+            elif event == zmq.EVENT_DISCONNECTED:
+                self.say(f"lost the connection to {self.endpoint}; retrying")
+            elif event == zmq.EVENT_CONNECT_RETRIED and not self.refused_said:
+                self.refused_said = True
+                self.say(
+                    f"cannot reach {self.endpoint} (nothing listens there, or the host is "
+                    "unknown); retrying: check the host and port, and that the capture node "
+                    "runs with --bind and --job-port"
+                )
+
+    def close(self) -> None:
+        self.monitor.close(linger=0)

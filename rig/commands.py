@@ -6,7 +6,7 @@ import argparse
 import json
 from dataclasses import asdict
 
-from rig.discovery import find_all
+from rig.discovery import SDKS, find_all
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -17,12 +17,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def devices(args: argparse.Namespace) -> int:
     notes: list[str] = []
-    found = find_all(notes)
+    searched: list[str] = []
+    found = find_all(notes, searched)
     if getattr(args, "json", False):
-        print(json.dumps({"devices": [asdict(d) for d in found], "notes": notes}, indent=2))
+        print(
+            json.dumps(
+                {"devices": [asdict(d) for d in found], "searched": searched, "notes": notes},
+                indent=2,
+            )
+        )
         return 0
     if not found:
-        print("No cameras found. Check cables and power; 'pip install pypylon' for Basler.")
+        where = ", ".join(f"{b} ({SDKS[b]})" for b in searched) or "no backend (no SDK installed)"
+        print(
+            f"No cameras found; searched {where}. Check cables and power, and that no other "
+            "program holds the camera."
+        )
+        if "basler" in searched:
+            print("  To try without hardware: PYLON_CAMEMU=1 slomo-rig devices (pylon's emulator)")
     else:
         print(f"{'backend':<12} {'kind':<7} {'model':<28} serial")
         for d in found:

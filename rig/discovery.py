@@ -27,12 +27,19 @@ def _backends() -> list[tuple[str, Callable[[], list[DeviceInfo]]]]:
     return [("basler", basler), ("inivation", inivation), ("prophesee", prophesee)]
 
 
-def find_all(notes: list[str] | None = None) -> list[DeviceInfo]:
-    """Devices found; `notes` (if given) collects why a backend was skipped."""
+SDKS = {"basler": "pypylon", "inivation": "dv-processing", "prophesee": "Metavision SDK"}
+
+
+def find_all(notes: list[str] | None = None, searched: list[str] | None = None) -> list[DeviceInfo]:
+    """Devices found; `notes` (if given) collects why a backend was skipped, `searched`
+    the backends whose SDK is installed and was asked (so "none found" can say where it
+    looked instead of suggesting an install that is already there)."""
     found: list[DeviceInfo] = []
     for name, fn in _backends():
         try:
             found.extend(fn())
+            if searched is not None:
+                searched.append(name)
         except SdkMissingError as e:
             if notes is not None:
                 notes.append(f"{name}: skipped, {e}")

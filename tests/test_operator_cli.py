@@ -1,0 +1,202 @@
+"""What a new operator trips over: every mistake ends in one line and exit 2, before
+anything is created, and nothing already there is overwritten. Driven through the real
+command line (a subprocess), as an operator would."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, **kw
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", *args],
+        stdout=kw.pop("stdout", subprocess.PIPE),
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        env=env,
+        **kw,
+    )
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit 2, one line on stderr naming the problem, no traceback."""
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+    return lines[0]
+
+
+def _walk(parser: argparse.ArgumentParser, path: str):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _walk(sub, f"{path} {name}")
+        elif not isinstance(action, argparse._HelpAction):
+            yield path, action
+
+
+def test_every_option_of_every_command_has_help():
+    missing = [
+        f"{path}: {'/'.join(a.option_strings) or a.dest}"
+        for path, a in _walk(build_parser(), "slomo-rig")
+        if a.option_strings and not a.help
+    ]
+    assert not missing, "options without help:\n" + "\n".join(missing)
+
+
+SIM_RIG = """
+wiring = "trigger"
+[events]
+backend = "sim"
+[frames]
+backend = "sim"
+"""
+
+
+def test_record_sim_with_a_missing_calibration_stops_before_anything(tmp_path):
+    out = tmp_path / "sessions"
+    proc = run_cli(
+        "record", "--rig", "sim", "--calibration", str(tmp_path / "nope.json"), "--out", str(out)
+    )
+    one_line_error(proc, "nope.json", "not found")
+    assert not out.exists()
+
+
+def test_demo_with_an_unknown_model_leaves_no_session(tmp_path):
+    out = tmp_path / "sessions"
+    proc = run_cli("demo", "--model", "bogus", "--out", str(out), "--seconds", "1")
+    one_line_error(proc, "bogus", "timelens")
+    assert not out.exists()
+    proc = run_cli("demo", "--model", "timelens:missing.onnx", "--out", str(out))
+    one_line_error(proc, "missing.onnx")
+    assert not out.exists()
+
+
+def test_frame_camera_of_another_size_refused_before_the_session(tmp_path):
+    cfg = tmp_path / "rig.toml"  # the simulator's event sensor is 346x260, its frames 320x240
+    cfg.write_text(SIM_RIG)
+    out = tmp_path / "sessions"
+    proc = run_cli("record", "--config", str(cfg), "--out", str(out), "--seconds", "1")
+    one_line_error(proc, "346x260", "320x240", "--calibration")
+    assert not out.exists()
+
+
+def test_worker_endpoint_without_scheme(tmp_path):
+    proc = run_cli("worker", "--jobs", "localhost:5599", "--results", "tcp://localhost:5598")
+    one_line_error(proc, "--jobs localhost:5599", "tcp://localhost:5599")
+    proc = run_cli("worker", "--jobs", "tcp://localhost:5599", "--results", "tcp://localhost")
+    one_line_error(proc, "--results tcp://localhost", "tcp://HOST:PORT")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Lines:
+    """A subprocess's stderr read on a thread, so the test waits on lines, not on time."""
+
+    def __init__(self, stream) -> None:
+        import queue
+        import threading
+
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen = ""
+        threading.Thread(target=lambda: [self.lines.put(ln) for ln in stream], daemon=True).start()
+
+    def until(self, needle: str, timeout_s: float = 120) -> str:
+        while needle not in self.seen:
+            self.seen += self.lines.get(timeout=timeout_s)
+        return self.seen
+
+
+def test_worker_says_what_it_connects_to_and_when_nothing_answers():
+    import signal
+
+    import zmq
+
+    jobs, results = _free_port(), _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "pipeline.cli", "worker", "--model", "blend"]
+    args += ["--jobs", f"tcp://127.0.0.1:{jobs}", "--results", f"tcp://127.0.0.1:{results}"]
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        lines = _Lines(proc.stderr)
+        endpoint = f"tcp://127.0.0.1:{jobs}"
+        seen = lines.until(endpoint)
+        assert "model blend" in seen and f"jobs from {endpoint}" in seen
+        while lines.seen.count(endpoint) < 2:  # then a line saying nothing answers there
+            lines.seen += lines.lines.get(timeout=120)
+        ctx = zmq.Context()
+        router, pull = ctx.socket(zmq.ROUTER), ctx.socket(zmq.PULL)
+        router.bind(endpoint)
+        pull.bind(f"tcp://127.0.0.1:{results}")
+        try:
+            assert f"connected to {endpoint}" in lines.until(f"connected to {endpoint}")
+        finally:
+            router.close(0)
+            pull.close(0)
+            ctx.term()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    assert proc.returncode == 0
+
+
+def test_info_json_into_a_closed_pipe(tmp_path):
+    from pipeline.session import Session
+
+    session = Session.create(tmp_path, {"backend": "sim"})
+    session.update(notes=["x" * 200_000])  # more than a pipe holds
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (`| head`) is gone before anything is written
+    try:
+        proc = run_cli("info", "--json", str(session.path), stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_info_on_the_out_folder_points_to_the_session(tmp_path):
+    from pipeline.session import Session
+
+    session = Session.create(tmp_path / "sessions", {"backend": "sim"})
+    proc = run_cli("info", str(tmp_path / "sessions"))
+    one_line_error(proc, str(session.path), f"slomo-rig info {session.path}")
+
+
+def test_devices_without_cameras_does_not_ask_to_install_an_installed_sdk():
+    import importlib.util
+
+    assert importlib.util.find_spec("pypylon") is not None  # installed by make
+    env = {k: v for k, v in os.environ.items() if k != "PYLON_CAMEMU"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "devices"],
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "No cameras found; searched basler (pypylon)" in proc.stdout
+    assert "pip install pypylon" not in proc.stdout + proc.stderr
