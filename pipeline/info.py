@@ -88,6 +88,14 @@ def format_text(info: dict[str, Any]) -> str:
             f"({out.get('original_frames', 0)} original, {out.get('interpolated_frames', 0)} "
             f"interpolated by {', '.join(out.get('models', [])) or '-'}), status {out.get('status')}"
         )
+        fill = info.get("fill_in")
+        if isinstance(fill, dict) and fill.get("status") == "complete":
+            lines.append(
+                f"fill-in  {fill.get('intervals_filled', 0)} of "
+                f"{fill.get('intervals_skipped_live', 0)} intervals skipped live were filled in "
+                f"afterwards by {fill.get('model_name', '?')} (live video kept as "
+                f"{fill.get('live_video', '?')})"
+            )
         skipped = out.get("skipped_intervals", [])
         if skipped:
             lines.append(f"skipped  {len(skipped)} intervals:")
