@@ -24,9 +24,29 @@ from typing import Any
 import zmq
 
 from pipeline import wire
+from pipeline.messages import MAX_INDEX
+from pipeline.peers import MAX_WORKERS, PeerLog, peer_of, stamp_job
 from pipeline.security import configure_server
 
 log = logging.getLogger(__name__)
+
+
+CONTROL_MAX_BYTES = 1 << 20
+MAX_PEERS = 256  # peers the pool keeps track of at once
+
+
+def _control_name(msg: wire.Message, identity: bytes) -> str:
+    """The worker name of a valid control message ("ready" or "heartbeat"); WireError
+    for anything else a peer sends to the job socket."""
+    if msg.type not in ("ready", "heartbeat") or msg.arrays:
+        raise wire.WireError(f"the job socket takes ready and heartbeat, not {msg.type!r}")
+    if "done" in msg.meta:
+        wire.require_int(msg.meta, "done", 0, MAX_INDEX)
+    if "busy" in msg.meta and not isinstance(msg.meta["busy"], bool):
+        raise wire.WireError("meta field 'busy' must be true or false")
+    if "worker" not in msg.meta:
+        return identity[:32].hex()
+    return wire.require_str(msg.meta, "worker")
 
 
 class PoolError(RuntimeError):
@@ -83,7 +103,11 @@ class WorkerPool:
         heartbeat_timeout_s: float = 5.0,
         restart: bool = True,
         name_prefix: str = "worker",
+        ticket_secret: bytes | None = None,
     ) -> None:
+        """ticket_secret: shared with the recorder; each job then carries a ticket and a
+        seal so that only its worker can answer it, with exactly its frames
+        (pipeline.peers)."""
         self.model = model
         self.result_endpoint = result_endpoint
         self.local_workers = local_workers
@@ -91,11 +115,13 @@ class WorkerPool:
         self.restart = restart
         self.keys = keys
         self.name_prefix = name_prefix
+        self.ticket_secret = ticket_secret
         self.stats = PoolStats()
+        self._bad = PeerLog("worker pool")
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.ROUTER)
         self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.MAXMSGSIZE, 1 << 20)  # workers only send small control messages
+        self._sock.setsockopt(zmq.MAXMSGSIZE, CONTROL_MAX_BYTES)  # workers send small messages
         self._sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._auth = configure_server(self._sock, self._ctx, bind_host, keys)
         if port:
@@ -171,8 +197,11 @@ class WorkerPool:
 
     # -- dispatching -----------------------------------------------------------------
     def _send(self, identity: bytes, item: _InFlight) -> bool:
+        msg = item.msg
+        if self.ticket_secret is not None:
+            msg = stamp_job(self.ticket_secret, msg, self._names.get(identity, ""))
         try:
-            wire.send_to(self._sock, identity, item.msg, flags=zmq.NOBLOCK)
+            wire.send_to(self._sock, identity, msg, flags=zmq.NOBLOCK)
         except (zmq.Again, zmq.ZMQError):
             self._forget(identity)  # gone between "ready" and now
             return False
@@ -211,6 +240,7 @@ class WorkerPool:
 
     def _forget(self, identity: bytes) -> None:
         self._last_seen.pop(identity, None)
+        self._names.pop(identity, None)
         if identity in self._idle:
             self._idle.remove(identity)
 
@@ -222,33 +252,35 @@ class WorkerPool:
         wait = timeout_ms
         while self._sock.poll(wait):
             wait = 0
+            frames = self._sock.recv_multipart(copy=False)
+            identity = bytes(frames[0].buffer)[:256]
             try:
-                identity, msg = wire.recv_from(self._sock)
+                msg = wire.decode(frames[1:], max_bytes=CONTROL_MAX_BYTES)
+                name = _control_name(msg, identity)
+                if identity not in self._last_seen and len(self._last_seen) >= MAX_PEERS:
+                    raise wire.WireError(f"more than {MAX_PEERS} peers at once")
             except wire.WireError as exc:
-                self.stats.bad_messages += 1
-                log.warning("worker pool dropped a bad message: %s", exc)
-                continue
-            except ValueError:
-                self.stats.bad_messages += 1
+                self._bad.bad(f"peer {peer_of(frames[0])} id {identity[:32].hex()}", exc)
+                self.stats.bad_messages = self._bad.total
                 continue
             now = time.monotonic()
             self._last_seen[identity] = now
-            name = str(msg.meta.get("worker", identity.hex()))
             self._names[identity] = name
-            self.stats.workers_seen.add(name)
+            if len(self.stats.workers_seen) < MAX_WORKERS:
+                self.stats.workers_seen.add(name)
             if msg.type == "ready":
                 self._inflight.pop(identity, None)
                 if identity not in self._idle:
                     self._idle.append(identity)
-            elif msg.type != "heartbeat":
-                self.stats.bad_messages += 1
         now = time.monotonic()
         for identity, seen in list(self._last_seen.items()):
             if now - seen > self.heartbeat_timeout_s:
+                name = self._names.get(identity, identity[:32].hex())
                 self._forget(identity)
                 self.stats.workers_lost += 1
                 item = self._inflight.pop(identity, None)
-                log.warning("worker %s went silent", self._names.get(identity, identity.hex()))
+                if self.stats.workers_lost <= MAX_PEERS:  # a flood of fake peers is not logged
+                    log.warning("worker %s went silent", name)
                 if item is None:
                     continue
                 if live:

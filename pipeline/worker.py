@@ -24,8 +24,9 @@ import zmq
 
 from contracts.jobs import IntervalJob, IntervalResult
 from pipeline import wire
-from pipeline.messages import job_from_message, result_message
-from pipeline.security import configure_client
+from pipeline.messages import MAX_REASON_CHARS, job_from_message, job_tokens, result_message
+from pipeline.peers import PeerLog
+from pipeline.security import check_handshake, configure_client
 
 log = logging.getLogger(__name__)
 HEARTBEAT_S = 0.5
@@ -72,6 +73,11 @@ def run_worker(
 
     keys_path = Path(keys) if keys else None
     ctx = zmq.Context()
+    # Wrong keys are an error within seconds, not a worker that silently never gets work.
+    for endpoint, kind in ((job_endpoint, zmq.DEALER), (result_endpoint, zmq.PUSH)):
+        if not check_handshake(ctx, endpoint, kind, keys_path, stop=stop, say=announce):
+            ctx.term()
+            return 0
     jobs = ctx.socket(zmq.DEALER)
     jobs.setsockopt(zmq.IDENTITY, f"{name}/{uuid.uuid4().hex[:8]}".encode())
     jobs.setsockopt(zmq.MAXMSGSIZE, max_message_bytes)
@@ -94,7 +100,7 @@ def run_worker(
                 frames = interpolator.interpolate(job)
             except Exception as exc:  # one bad interval must not take the worker down
                 log.exception("interval %d failed", job.index)
-                done.put((job, None, f"{type(exc).__name__}: {exc}"))
+                done.put((job, None, f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]))
                 continue
             dt = time.perf_counter() - t
             done.put(
@@ -121,6 +127,8 @@ def run_worker(
     last_status = last_beat = time.monotonic()
     busy = False
     arrivals: dict[int, float | None] = {}
+    tokens: dict[int, dict[str, str]] = {}
+    bad = PeerLog(f"worker {name}")
     try:
         while not stop.is_set():
             now = time.monotonic()
@@ -138,42 +146,40 @@ def run_worker(
                 pass
             else:
                 busy = False
+                passes = tokens.pop(job.index, {})
                 if result is None:
                     counters.failed_jobs += 1
-                    counters.last_error = f"interval {job.index}: {error}"
-                    wire.send(
-                        results,
-                        wire.Message(
-                            "interval",
-                            {"index": job.index, "status": "failed", "reason": counters.last_error},
-                        ),
-                    )
+                    counters.last_error = f"interval {job.index}: {error}"[:MAX_REASON_CHARS]
+                    meta = {"index": job.index, "status": "failed", "worker": name}
+                    meta |= {"reason": counters.last_error, **passes}
+                    wire.send(results, wire.Message("interval", meta))
                 else:
                     counters.jobs += 1
                     counters.frames += len(result.frames)
                     counters.compute_s += result.compute_s
                     arrival = arrivals.pop(job.index, None)
                     latency = None if arrival is None else time.time() - arrival
-                    wire.send(results, result_message(result, name, latency_s=latency))
+                    wire.send(results, result_message(result, name, latency, passes))
                 control("ready", done=job.index)
             if not jobs.poll(20):
                 continue
             try:
                 msg = wire.recv(jobs, max_bytes=max_message_bytes)
-                job = job_from_message(msg)
+                job = job_from_message(msg)  # checks every field, bounds every size
                 arrival = msg.meta.get("keyframe_arrival")
-                if arrival is not None and not isinstance(arrival, int | float):
-                    raise wire.WireError("meta field 'keyframe_arrival' is not a number")
+                passes = job_tokens(msg.meta)
             except wire.WireError as exc:
-                counters.bad_messages += 1
-                counters.last_error = f"bad message: {exc}"
-                log.warning("worker %s dropped a bad message: %s", name, exc)
-                status()
+                counters.last_error = f"bad message: {exc}"[:MAX_REASON_CHARS]
+                bad.bad("the job endpoint", exc)  # logged once, then only counted
+                counters.bad_messages = bad.total
+                if bad.total == 1:
+                    status()  # the recorder hears of it now; later ones with the next status
                 if not busy:
                     control("ready")
                 continue
             busy = True
             arrivals[job.index] = arrival
+            tokens[job.index] = passes
             todo.put(job)
     finally:
         todo.put(None)
