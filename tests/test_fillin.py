@@ -13,7 +13,7 @@ import av
 import pytest
 
 from pipeline.fillin import LIVE_TIMESTAMPS, LIVE_VIDEO, fill_in_session, summary_line
-from pipeline.info import describe
+from pipeline.info import describe, format_text
 from pipeline.outputs import read_timestamps
 from tests.test_holdout import _sim_session
 
@@ -63,6 +63,8 @@ def test_fill_in_completes_a_session_whose_live_path_skipped_everything(tmp_path
     assert data["fill_in"]["intervals_filled"] == len(mids) - 1
     assert data["live_output"]["intervals_skipped"] == len(mids) - 1
     assert info["output"]["models"] == ["blend"]
+    n = len(mids) - 1
+    assert f"fill-in  {n} of {n} intervals skipped live were filled in" in format_text(info)
     assert "filled in afterwards with blend" in summary_line(res, "flow")
     # Nothing left behind, and a second run has nothing to do.
     assert not (path / ".fill-in").exists()
