@@ -169,3 +169,29 @@ def test_a_recording_too_short_for_the_hold_out_exits_2(tmp_path):
     assert "--hold-out 5 needs at least 7" in r.stderr
     assert not out.exists()
     assert np.all(np.diff(mids) > 0)
+
+
+def test_a_timelens_folder_scores_like_the_same_recording_as_a_davis_file(tmp_path):
+    """The HS-ERGB/TimeLens folder layout (one events file per frame interval, so a kept
+    interval spans several files) gives the scores of the same recording as AEDAT4."""
+    from pipeline.replay import write_sim_davis
+    from tests.test_replay import SECONDS, SimData, _timelens_folder, sim_config
+
+    sim = SimData(sim_config(), SECONDS)
+    seq = _timelens_folder(sim, tmp_path)
+    davis = tmp_path / "same.aedat4"
+    write_sim_davis(davis, SECONDS, sim.cfg)
+    methods = ("blend", "integration")
+    a = evaluate_recording(HoldoutConfig(seq, hold_out=3, methods=methods)).to_json()
+    b = evaluate_recording(HoldoutConfig(davis, hold_out=3, methods=methods)).to_json()
+    assert a["kind"] == "timelens-folder" and b["kind"] == "davis"
+    assert a["intervals"] == b["intervals"] == (len(sim.images) - 1) // 4
+    assert (
+        a["held_out_t_us"]
+        == b["held_out_t_us"]
+        == [int(t) for i, t in enumerate(sim.mids[: 4 * a["intervals"] + 1]) if i % 4]
+    )
+    for m in methods:
+        assert a["scores"][m]["psnr_per_frame"] == b["scores"][m]["psnr_per_frame"]
+    # Events matter on this fast scene: integration beats the cross-fade.
+    assert a["scores"]["integration"]["psnr"] > a["scores"]["blend"]["psnr"]
