@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from contracts.jobs import IntervalJob, inserted_timestamps
 from models.registry import DEFAULT_MODEL
 from pipeline.dispatch import (
     Dispatcher,
@@ -38,7 +37,9 @@ from pipeline.dispatch import (
     Outcome,
     PoolDispatcher,
 )
-from pipeline.inputs import Keyframe, MissingEvents, ReplaySource
+from pipeline.inputs import Keyframe, ReplaySource
+from pipeline.inputs.frames import FileFrameSource
+from pipeline.intervals import Cut, IntervalCutter, Key, inserted_for
 from pipeline.segments import FRAMES_DIR, PARTS_DIR, TIMESTAMPS_FILE, SegmentedOutput, join_videos
 from pipeline.writer import OrderedWriter, WriterCounts, WriterThread
 
@@ -48,7 +49,6 @@ STATE_FILE = "replay_state.json"
 SUMMARY_FILE = "replay.json"
 FORMATS = ("mp4", "mkv", "png")
 STATE_VERSION = 1
-GAP_FACTOR = 1.8  # an interval this many times the usual one means frames are missing
 
 
 class ReplayError(RuntimeError):
@@ -89,47 +89,38 @@ class ReplayOptions:
         return self.out / f"slowmo.{self.format}"
 
 
-def inserted_for(t0_us: int, t1_us: int, factor: int | None, fps: float | None) -> np.ndarray:
-    """Instants to synthesise inside (t0, t1): factor-1 evenly spaced ones, or for an
-    output rate of fps frames per second of capture time, round(duration * fps) - 1."""
-    if factor is None:
-        assert fps is not None
-        factor = max(1, int(round((t1_us - t0_us) * fps / 1e6)))
-    ts = inserted_timestamps(t0_us, t1_us, factor)
-    # Very short intervals can round two instants together: keep them strictly inside.
-    ts = np.unique(ts[(ts > t0_us) & (ts < t1_us)])
-    return ts
+# -- reading: the recording through the frame-source interface and the one cutter ------
+class _Last:
+    """The last keyframe: nothing follows it."""
 
-
-# -- items flowing from prefetch to compute to writer ------------------------------------
-@dataclass
-class _Item:
-    ordinal: int  # interval number (0-based) among usable keyframe pairs
-    k0: Keyframe
-    k1: Keyframe | None  # None: the last keyframe, nothing after it
-    job: IntervalJob | None = None
-    reason: str = ""  # why no frames (skipped)
-    resumed: bool = False  # committed by an earlier run: not written again
+    def __init__(self, key: Key) -> None:
+        self.key = key
 
 
 _END = object()
 
 
+def _keyframe(k: Key) -> Keyframe:
+    return Keyframe(k.label, k.image, k.t_us)
+
+
 class _Prefetch(threading.Thread):
-    """Reads the source ahead of the compute: usable keyframe pairs with their events."""
+    """Reads the recording ahead of the compute, as capture reads its cameras: frames
+    from a FrameSource into the interval cutter (pipeline/intervals.py), which takes
+    each interval's events from the input."""
 
     def __init__(self, source: ReplaySource, opts: ReplayOptions, resume_from: int) -> None:
         super().__init__(name="replay-prefetch", daemon=True)
         self.source = source
-        self.opts = opts
-        self.resume_from = resume_from
         self.q: queue.Queue = queue.Queue(maxsize=max(4, 2 * opts.workers + 2))
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        self.dropped: list[dict[str, Any]] = []
-        self.gaps: list[dict[str, Any]] = []
-        self.first_t: int | None = None
-        self.last_t: int | None = None
+        self.cutter = IntervalCutter(
+            events=lambda a, b: source.events(_keyframe(a), _keyframe(b)),
+            instants=lambda t0, t1: inserted_for(t0, t1, opts.factor, opts.fps),
+            skip=lambda a, b: source.skip(_keyframe(a), _keyframe(b)),
+            resume_from=resume_from,
+        )
 
     def _put(self, item: object) -> bool:
         while not self.stop.is_set():
@@ -149,65 +140,23 @@ class _Prefetch(threading.Thread):
             self._put(_END)
 
     def _run(self) -> None:
-        prev: Keyframe | None = None
-        ordinal = 0
-        recent: list[int] = []
-        for kf in self.source.keyframes():
-            if self.stop.is_set():
-                return
-            if prev is not None and kf.t_us <= prev.t_us:
-                self.dropped.append(
-                    {
-                        "frame": kf.index,
-                        "t_us": kf.t_us,
-                        "reason": f"time {kf.t_us} µs is not after the previous keyframe "
-                        f"(frame {prev.index}, {prev.t_us} µs)",
-                    }
-                )
-                continue
-            if self.first_t is None:
-                self.first_t = kf.t_us
-            self.last_t = kf.t_us
-            if prev is None:
-                prev = kf
-                continue
-            dt = kf.t_us - prev.t_us
-            typical = float(np.median(recent)) if recent else None
-            if typical and dt > GAP_FACTOR * typical:
-                self.gaps.append(
-                    {
-                        "interval": ordinal,
-                        "frames": [prev.index, kf.index],
-                        "t0_us": prev.t_us,
-                        "t1_us": kf.t_us,
-                        "detail": f"{dt / typical - 1:.1f} frame periods missing "
-                        f"(frames {prev.index + 1}..{kf.index - 1} absent or unusable); "
-                        "interpolated across the gap",
-                    }
-                )
-            else:
-                recent = (recent + [dt])[-50:]
-            item = _Item(ordinal, prev, kf)
-            if ordinal < self.resume_from:
-                self.source.skip(prev, kf)
-                item.resumed = True
-            else:
-                ts = inserted_for(prev.t_us, kf.t_us, self.opts.factor, self.opts.fps)
+        cutter = self.cutter
+        with FileFrameSource(self.source) as frames:
+            while not self.stop.is_set():
                 try:
-                    ev = self.source.events(prev, kf)
-                except MissingEvents as exc:
-                    item.reason = str(exc)
-                else:
-                    if len(ts):
-                        item.job = IntervalJob(
-                            ordinal, prev.image, kf.image, prev.t_us, kf.t_us, ev, ts
-                        )
-            if not self._put(item):
-                return
-            prev = kf
-            ordinal += 1
-        if prev is not None:
-            self._put(_Item(ordinal, prev, None, resumed=False))
+                    frame = frames.read()
+                except EOFError:
+                    break
+                if (
+                    frame is None
+                    or cutter.add_keyframe(frame.index, frame.image, frame.mid_exposure_us) is None
+                ):
+                    continue
+                for cut in cutter.cuts():
+                    if not cut.resumed and not self._put(cut):
+                        return
+        if cutter.last is not None and not self.stop.is_set():
+            self._put(_Last(cutter.last))
 
 
 # -- output and state --------------------------------------------------------------------
@@ -473,21 +422,20 @@ def run_replay(source: ReplaySource, opts: ReplayOptions) -> dict[str, Any]:
                     ended = True
                     if prefetch.error is not None:
                         raise prefetch.error
-                elif item is not None and not item.resumed:
-                    writer.call(
-                        "keyframe", item.ordinal, item.k0.image, item.k0.t_us, item.k0.index
-                    )
-                    if item.k1 is None:
-                        writer.call("end", item.ordinal)
-                    else:
-                        k1 = item.k1
-                        writer.call("keyframe", item.ordinal + 1, k1.image, k1.t_us, k1.index)
-                        if item.job is not None:
-                            compute.offer(item.job)
-                        elif item.reason:
-                            settle(Outcome(item.ordinal, reason=item.reason))
-                        else:  # nothing to insert (a very short interval)
-                            settle(Outcome(item.ordinal, np.empty(0), np.empty(0, np.int64)))
+                elif isinstance(item, _Last):
+                    k = item.key
+                    writer.call("keyframe", k.index, k.image, k.t_us, k.label)
+                    writer.call("end", k.index)
+                elif isinstance(item, Cut):
+                    k0, k1 = item.k0, item.k1
+                    writer.call("keyframe", k0.index, k0.image, k0.t_us, k0.label)
+                    writer.call("keyframe", k1.index, k1.image, k1.t_us, k1.label)
+                    if item.job is not None:
+                        compute.offer(item.job)
+                    elif item.reason:
+                        settle(Outcome(item.index, reason=item.reason))
+                    else:  # nothing to insert (a very short interval)
+                        settle(Outcome(item.index, np.empty(0), np.empty(0, np.int64)))
             busy = compute.in_flight() >= compute.capacity()
             for outcome in compute.poll(0.05 if busy else 0.0):
                 settle(outcome)
@@ -539,8 +487,7 @@ def _summary(
     resumed_from: int,
 ) -> dict[str, Any]:
     span_s = None
-    if prefetch.first_t is not None and prefetch.last_t is not None:
-        span_s = (prefetch.last_t - prefetch.first_t) / 1e6
+    span_s = prefetch.cutter.span_s
     out_info: dict[str, Any] = {
         "format": opts.format,
         "timestamps": str(opts.out / TIMESTAMPS_FILE),
@@ -576,8 +523,8 @@ def _summary(
             "runs": state.get("runs", 1),
         },
         "skipped_intervals": state["skipped"],
-        "dropped_keyframes": prefetch.dropped,
-        "frame_gaps": prefetch.gaps,
+        "dropped_keyframes": prefetch.cutter.dropped,
+        "frame_gaps": prefetch.cutter.gaps,
         "problems": source.problems,
         "timing": {
             "wall_s": round(wall, 3),
