@@ -11,23 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import zmq
 
 from calibration.mapping import EventToFrameMap
-from contracts.jobs import IntervalJob, inserted_timestamps
 from pipeline import wire
 from pipeline.dispatch import Dispatcher, PoolDispatcher
+from pipeline.intervals import EventWindow, IntervalCutter, inserted_for
 from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder
 from pipeline.ring import RingBuffer, RingClosed, RingFull
 from rig.base import EventSource, FrameSource, SourceError
 from rig.sync import HostClockSync, TriggerSync
-from rig.types import EventBatch, EventSlice, Frame
+from rig.types import EventSlice, Frame
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +39,7 @@ class CaptureCounters:
     triggers: int = 0
     frames: int = 0
     keyframes: int = 0
+    keyframes_dropped: int = 0  # frame times not after the previous one's
     camera_skipped_frames: int = 0
     intervals: int = 0
     intervals_dispatched: int = 0
@@ -126,32 +125,16 @@ class CaptureNode:
         self.max_live_events = max_live_events
         self.counters = CaptureCounters()
         self.error: BaseException | None = None
-        self._live: deque[EventBatch] = deque()
-        self._live_count = 0
-        self._keyframes: deque[tuple[int, Frame, float]] = deque()
+        # The one interval cutter (shared with replay): events in the RGB grid in a
+        # bounded window (drop-oldest, counted), intervals cut once events reach t1.
+        self.window = EventWindow(max_live_events)
+        self.cutter = IntervalCutter(
+            events=lambda k0, k1: self.window.slice(k0.t_us, k1.t_us),
+            instants=lambda t0, t1: inserted_for(t0, t1, factor, None),
+        )
         self._watermark = -(2**62)
 
     # -- inference path ---------------------------------------------------------------
-    def _add_live_events(self, mapped: EventBatch) -> None:
-        if not len(mapped):
-            return
-        self._live.append(mapped)
-        self._live_count += len(mapped)
-        while self._live_count > self.max_live_events and len(self._live) > 1:
-            old = self._live.popleft()
-            self._live_count -= len(old)
-            self.counters.live_events_dropped += len(old)
-
-    def _live_slice(self, t0: int, t1: int) -> EventBatch:
-        parts = [
-            b.time_slice(t0, t1) for b in self._live if len(b) and b.t[-1] >= t0 and b.t[0] < t1
-        ]
-        return EventBatch.concat(parts) if parts else EventBatch.empty(np.float32)
-
-    def _trim_live(self, t_keep: int) -> None:
-        while self._live and self._live[0].t[-1] < t_keep:
-            self._live_count -= len(self._live.popleft())
-
     def _to_recorder(self, msg: wire.Message) -> None:
         try:
             wire.send(self.recorder_socket, msg, flags=zmq.NOBLOCK)
@@ -168,54 +151,31 @@ class CaptureNode:
             )
 
     def _on_keyframe(self, frame: Frame) -> None:
-        index = self.counters.keyframes
-        self.counters.keyframes += 1
         t_mid = frame.mid_exposure_us
-        self._keyframes.append((index, frame, time.time()))
+        key = self.cutter.add_keyframe(frame.index, frame.image, t_mid, time.time())
+        if key is None:  # not after the previous keyframe: in the raw file, not the output
+            self.counters.keyframes_dropped += 1
+            return
+        self.counters.keyframes += 1
         self._to_recorder(
-            wire.Message("keyframe", {"index": index, "t_us": t_mid}, {"image": frame.image})
+            wire.Message("keyframe", {"index": key.index, "t_us": t_mid}, {"image": frame.image})
         )
 
     def _dispatch_ready(self, final: bool = False) -> None:
-        while len(self._keyframes) >= 2:
-            (k, f0, _), (_, f1, arrival) = self._keyframes[0], self._keyframes[1]
-            t0, t1 = f0.mid_exposure_us, f1.mid_exposure_us
-            if not final and self._watermark < t1:
-                return
-            self._keyframes.popleft()
+        for cut in self.cutter.cuts(self._watermark, final):
+            k = cut.index
             self.counters.intervals += 1
             status = {"index": k, "status": "dispatched"}
-            if t1 <= t0:
-                status = {
-                    "index": k,
-                    "status": "skipped",
-                    "reason": "keyframe times not increasing",
-                }
-            elif self._watermark < t1:
-                status = {
-                    "index": k,
-                    "status": "skipped",
-                    "reason": f"no events after {self._watermark} us (event stream ended)",
-                }
-                self.counters.intervals_skipped += 1
+            # Latency is measured from the moment the interval's closing keyframe arrived.
+            if cut.job is not None and self.dispatch.offer(cut.job, cut.k1.arrival):
+                self.counters.intervals_dispatched += 1
             else:
-                job = IntervalJob(
-                    k,
-                    f0.image,
-                    f1.image,
-                    t0,
-                    t1,
-                    self._live_slice(t0, t1),
-                    inserted_timestamps(t0, t1, self.factor),
-                )
-                # Latency is measured from the moment the interval's closing keyframe arrived.
-                if self.dispatch.offer(job, keyframe_arrival=arrival):
-                    self.counters.intervals_dispatched += 1
-                else:
-                    self.counters.intervals_skipped += 1
-                    status = {"index": k, "status": "skipped", "reason": "all workers busy"}
+                reason = cut.reason or ("all workers busy" if cut.job else "too short")
+                status = {"index": k, "status": "skipped", "reason": reason}
+                self.counters.intervals_skipped += 1
             self._to_recorder(wire.Message("interval", status))
-            self._trim_live(t1)
+            self.window.trim(cut.k1.t_us)
+        self.counters.live_events_dropped = self.window.dropped
 
     # -- main loop --------------------------------------------------------------------
     def _handle_events(self, item: EventSlice) -> None:
@@ -228,7 +188,7 @@ class CaptureNode:
             c.last_event_us = int(ev.t[-1])
             self._watermark = max(self._watermark, int(ev.t[-1]))
             self.sync.observe_events(int(ev.t[-1]))
-            self._add_live_events(self.mapper(ev))
+            self.window.add(self.mapper(ev))
         if len(trig):
             self.raw.write_triggers(trig)
             self.counters.triggers += len(trig)
