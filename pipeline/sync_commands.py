@@ -45,6 +45,10 @@ re-estimates from the recorded times and replaces the correction.
 
 Exit codes: 0 done, 2 user error (not a session, no raw file, streams that cannot be
 matched: the message says what to do).
+
+A session synced by trigger edges (µs) is refused unless --force: the software
+estimate (about a millisecond) would only make it worse. `sync --undo` puts back the
+clock as it was before the last `sync` (the live one, or the previous correction).
 """
 
 
@@ -74,6 +78,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="recordings longer than 2.5 windows get one offset per window, fitted with a "
         "line (the drift) (default: %(default)s s)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="also refine a session whose clock came from trigger edges (replaces µs timing "
+        "with a ms estimate; --undo brings it back)",
+    )
+    p.add_argument(
+        "--undo",
+        action="store_true",
+        help="restore the clock as it was before the last 'slomo-rig sync' of this session",
+    )
     p.set_defaults(func=cmd_sync)
     return p
 
@@ -81,17 +96,65 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def cmd_sync(args: argparse.Namespace) -> int:
     """Errors are the user's to fix (a wrong path, a scene without motion): one line, exit 2."""
     try:
+        if args.undo:
+            print(undo_sync(args.session))
+            return 0
         result = refine_session_clock(
             args.session,
             calibration=args.calibration,
             search_us=args.search_ms * 1000.0,
             window_s=args.window_s,
+            force=args.force,
         )
     except (SyncError, InputError, SessionError, Aedat4FormatError, FileNotFoundError) as exc:
         print(f"slomo-rig sync: error: {exc}", file=sys.stderr)
         return 2
     print(format_summary(result))
     return 0
+
+
+def _trigger_clock(session: Session) -> dict[str, Any] | None:
+    """The live clock when it came from trigger edges (µs accurate), else None."""
+    live, _ = _live_clock(session, session.read())
+    if isinstance(live, dict) and live.get("method") == "triggers":
+        return live
+    return None
+
+
+def undo_sync(path: Path) -> str:
+    """Put back the clock from before the last `sync`: the previous correction when there
+    was one, else the live clock alone (clock.json as recorded, no correction)."""
+    session = Session.open(Path(path))
+    clock_path = session.path / CLOCK_FILE
+    try:
+        data = json.loads(clock_path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        data = None
+    if not (isinstance(data, dict) and data.get("method") == CLOCK_METHOD):
+        raise SyncError(
+            f"{session.path} has no clock correction from 'slomo-rig sync' to undo: its clock "
+            "is the one it was recorded with"
+        )
+    previous = data.get("previous_correction")
+    if isinstance(previous, dict):
+        _write_json(
+            clock_path, {"method": CLOCK_METHOD, "live": data.get("live"), "correction": previous}
+        )
+        session.update(clock_correction=previous)
+        what = "the correction of the sync before it"
+    else:
+        live = data.get("live")
+        if isinstance(live, dict):
+            _write_json(clock_path, live)
+        else:
+            clock_path.unlink()
+        session.update(clock_correction=None)
+        method = live.get("method") if isinstance(live, dict) else "none"
+        what = f"the clock it was recorded with ({method})"
+    return (
+        f"Clock of {session.path} restored to {what}.\n"
+        f"  written to   {CLOCK_FILE} and session.json; replay uses it from now on"
+    )
 
 
 def read_session(
@@ -176,9 +239,20 @@ def refine_session_clock(
     search_us: float = 500_000.0,
     window_s: float = 10.0,
     max_span_s: float = MAX_SPAN_S,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Estimate the correction and write it into the session; nothing is written when the
-    estimate fails (SyncError), so a failed run leaves the session as it was."""
+    estimate fails (SyncError), so a failed run leaves the session as it was. A session
+    whose clock came from trigger edges is refused unless force."""
+    triggers = _trigger_clock(Session.open(Path(path)))
+    if triggers is not None and not force:
+        rms = triggers.get("residual_rms_us")
+        raise SyncError(
+            f"{path} was synced by trigger edges (residual "
+            + (f"{rms:.2f} µs" if isinstance(rms, int | float) else "µs level")
+            + "); a software estimate (about 1 ms) would replace that: nothing changed. "
+            "Add --force to do it anyway ('slomo-rig sync --undo' restores it)"
+        )
     spans = choose_spans(frame_times(path, calibration), window_s, max_span_s)
     margin = search_us + SPAN_MARGIN_US
     src, frames, events, notes = read_session(path, calibration, spans, margin)
@@ -201,9 +275,15 @@ def refine_session_clock(
     if live_note:
         notes.append(live_note)
     correction = report.to_dict()
+    previous = src.manifest.get("clock_correction")
     _write_json(
         session.path / CLOCK_FILE,
-        {"method": CLOCK_METHOD, "live": live, "correction": correction},
+        {
+            "method": CLOCK_METHOD,
+            "live": live,
+            "correction": correction,
+            "previous_correction": previous if isinstance(previous, dict) else None,
+        },
     )
     session.update(clock_correction=correction)
     return {
@@ -316,11 +396,13 @@ def format_summary(result: dict[str, Any]) -> str:
     if result["live_method"] == "triggers":
         lines.append(
             "  WARNING      this session was synced by trigger edges (µs); the software "
-            "correction is coarser and replay now applies it"
+            "correction is coarser and replay now applies it ('slomo-rig sync --undo "
+            f"{result['session']}' restores the trigger clock)"
         )
     for note in [*report.notes, *result["notes"]]:
         lines.append(f"  note         {note}")
     lines.append(
-        f"  written to   {CLOCK_FILE} and session.json (clock_correction); replay applies it"
+        f"  written to   {CLOCK_FILE} and session.json (clock_correction); replay applies it;"
+        " 'slomo-rig sync --undo' restores the clock from before"
     )
     return "\n".join(lines)

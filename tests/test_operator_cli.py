@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pipeline.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -200,3 +202,39 @@ def test_devices_without_cameras_does_not_ask_to_install_an_installed_sdk():
     assert proc.returncode == 0, proc.stderr
     assert "No cameras found; searched basler (pypylon)" in proc.stdout
     assert "pip install pypylon" not in proc.stdout + proc.stderr
+
+
+def _files(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_sync_refuses_a_trigger_session_unless_forced_and_undo_restores_it(tmp_path):
+    import json
+
+    from pipeline.session import CLOCK_FILE, Session
+    from tests.test_sync_command import record_session
+
+    s = record_session(tmp_path, "wired")
+    trig = {**s["live"], "method": "triggers", "residual_rms_us": 0.3}
+    (s["path"] / CLOCK_FILE).write_text(json.dumps(trig, indent=2))
+    Session(s["path"]).update(clock=trig)
+    before = _files(s["path"])
+
+    proc = run_cli("sync", str(s["path"]))
+    one_line_error(proc, "trigger edges", "0.30 µs", "--force", "nothing changed")
+    assert _files(s["path"]) == before
+
+    proc = run_cli("sync", str(s["path"]), "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert "--undo" in proc.stdout
+    assert json.loads((s["path"] / CLOCK_FILE).read_text())["method"] == "software"
+
+    proc = run_cli("sync", str(s["path"]), "--undo")
+    assert proc.returncode == 0, proc.stderr
+    assert "restored to the clock it was recorded with (triggers)" in proc.stdout
+    assert json.loads((s["path"] / CLOCK_FILE).read_text()) == trig
+    assert Session(s["path"]).read()["clock_correction"] is None
+
+    proc = run_cli("sync", str(s["path"]), "--undo")  # nothing left to undo
+    one_line_error(proc, "no clock correction", "to undo")
