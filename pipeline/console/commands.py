@@ -71,6 +71,7 @@ def cmd_console(args: argparse.Namespace) -> int:
         raise CliError(
             f"cannot listen on {args.bind}:{args.port} ({exc.strerror}): choose another --port"
         ) from None
+    sock.listen(128)  # connections wait in the backlog until the server takes them
     port = sock.getsockname()[1]
     host = "127.0.0.1" if is_loopback(args.bind) else args.bind
     if args.bind in ("0.0.0.0", "::"):
