@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import zmq
 
@@ -109,6 +110,7 @@ class CaptureNode:
         factor: int,
         sync: TriggerSync | HostClockSync | None = None,
         max_live_events: int = 50_000_000,
+        tap: Any = None,
     ) -> None:
         if factor < 2:
             raise ValueError(f"slow-motion factor must be >= 2, got {factor}")
@@ -128,6 +130,8 @@ class CaptureNode:
         # The one interval cutter (shared with replay): events in the RGB grid in a
         # bounded window (drop-oldest, counted), intervals cut once events reach t1.
         self.window = EventWindow(max_live_events)
+        # Optional lossy preview (pipeline/console/tap.py): only references are handed over.
+        self.tap = tap
         self.cutter = IntervalCutter(
             events=lambda k0, k1: self.window.slice(k0.t_us, k1.t_us),
             instants=lambda t0, t1: inserted_for(t0, t1, factor, None),
@@ -188,7 +192,10 @@ class CaptureNode:
             c.last_event_us = int(ev.t[-1])
             self._watermark = max(self._watermark, int(ev.t[-1]))
             self.sync.observe_events(int(ev.t[-1]))
-            self.window.add(self.mapper(ev))
+            mapped = self.mapper(ev)
+            self.window.add(mapped)
+            if self.tap is not None:
+                self.tap.events(ev, mapped)
         if len(trig):
             self.raw.write_triggers(trig)
             self.counters.triggers += len(trig)
@@ -201,6 +208,8 @@ class CaptureNode:
         else:
             self.counters.frames += 1
             self.sync.add_frame(item)  # type: ignore[arg-type]
+            if self.tap is not None:
+                self.tap.frame(item)
 
     def _drain(
         self, pumps: list[_SourcePump], ev_ring: RingBuffer, fr_ring: RingBuffer, ended: list[bool]
@@ -256,6 +265,8 @@ class CaptureNode:
                     self.counters.camera_skipped_frames = self.frames.skipped_frames
                     progress(self.counters)
                     last_progress = time.monotonic()
+                if self.tap is not None:
+                    self.tap.tick(self)
                 if not got:
                     time.sleep(0.002)
             reader_stop.set()

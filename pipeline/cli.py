@@ -418,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     from calibration import commands as calibration_commands
     from models import commands as model_commands
     from pipeline import bench, replay_commands, soak, sync_commands
+    from pipeline.console import commands as console_commands
     from rig import commands as rig_commands
 
     replay_commands.register(sub)
@@ -427,6 +428,7 @@ def build_parser() -> argparse.ArgumentParser:
     rig_commands.register(sub)
     calibration_commands.register(sub)
     model_commands.register(sub)
+    console_commands.register(sub)
     from pipeline import holdout
 
     holdout.extend_eval_parser(sub.choices["eval"], replay_commands.add_input_args)

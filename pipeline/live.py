@@ -60,6 +60,9 @@ class LiveOptions:
     result_port: int = 0
     keys: Path | None = None
     heartbeat_timeout_s: float = 5.0
+    # Lossy preview for the operator console (pipeline/console): a ZeroMQ endpoint the
+    # capture node and the recorder publish previews to; never slows capture.
+    preview_endpoint: str | None = None
 
 
 @dataclass
@@ -120,6 +123,7 @@ def run_live(
     capture: CaptureNode | None = None
     raw: RawRecorder | None = None
     pool: WorkerPool | None = None
+    tap = None
     try:
         parent_conn, child_conn = ctx.Pipe(duplex=False)
         recorder = ctx.Process(
@@ -133,6 +137,7 @@ def run_live(
                 opts.bind_host,
                 opts.result_port,
                 str(opts.keys) if opts.keys else None,
+                opts.preview_endpoint,
             ),
             name="slomo-recorder",
         )
@@ -172,8 +177,14 @@ def run_live(
                 mapper = mapper(event_source, frame_source)
             raw = RawRecorder(session.raw_path, event_source.resolution, frame_source.resolution)
             sync = TriggerSync() if opts.wiring == "trigger" else HostClockSync()
+            if opts.preview_endpoint:
+                from pipeline.console.tap import PreviewTap
+
+                tap = PreviewTap(
+                    opts.preview_endpoint, event_source.resolution, disk_path=session.path
+                ).start()
             capture = CaptureNode(
-                event_source, frame_source, mapper, raw, pool, rec_sock, opts.factor, sync
+                event_source, frame_source, mapper, raw, pool, rec_sock, opts.factor, sync, tap=tap
             )
             timer = None
             if opts.seconds is not None:
@@ -217,6 +228,8 @@ def run_live(
                 p.terminate()
                 p.join(5)
             recorder_ok = p.exitcode == 0
+        if tap is not None:
+            tap.close()
         if pool is not None:
             session.update(pool=pool.stats.to_dict())
             pool.close()
