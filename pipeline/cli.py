@@ -173,6 +173,12 @@ def _run_live(
         keys=args.keys,
     )
     result = run_live(events, frames, mapper, rig_info, opts)
+    demo_calibration = None
+    if calibration is None and rig_info.get("backend") == "sim":
+        from calibration.demorig import save_sim_calibration
+
+        # the raw file alone then replays too: replay raw.aedat4 --calibration this file
+        demo_calibration = save_sim_calibration(rig_info, result.session.path)
     fill = None
     if getattr(args, "fill_in", False) and result.manifest.get("status") == "complete":
         from pipeline.fillin import fill_in_session, summary_line
@@ -188,6 +194,11 @@ def _run_live(
     print(closing_summary(describe(result.session.path)))
     if fill is not None:
         print(summary_line(fill, args.model))
+    if demo_calibration is not None:
+        print(
+            f"  calibration     {demo_calibration} (the simulated rig's geometry; "
+            f"`slomo-rig replay {result.session.raw_path} --calibration {demo_calibration}`)"
+        )
     if wiring != "trigger":
         print(
             "  clock           host clock only (a few ms): for full quality run "

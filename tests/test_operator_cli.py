@@ -238,3 +238,44 @@ def test_sync_refuses_a_trigger_session_unless_forced_and_undo_restores_it(tmp_p
 
     proc = run_cli("sync", str(s["path"]), "--undo")  # nothing left to undo
     one_line_error(proc, "no clock correction", "to undo")
+
+
+@pytest.mark.slow
+def test_demo_raw_file_replays_with_the_calibration_saved_in_its_session(tmp_path):
+    import json
+
+    import numpy as np
+
+    from calibration import load_calibration
+    from calibration.mapping import EventToFrameMap
+    from pipeline.inputs.session import sim_homography
+
+    out = tmp_path / "sessions"
+    proc = run_cli("demo", "--out", str(out), "--seconds", "1", "--quiet", "--model", "blend")
+    assert proc.returncode == 0, proc.stderr
+    (session,) = out.iterdir()
+    calib = session / "calibration.json"
+    assert f"--calibration {calib}" in proc.stdout  # the summary says how to use it
+    manifest = json.loads((session / "session.json").read_text())
+    assert manifest["calibration"]["file"] == "calibration.json"
+    # the saved calibration maps events where the live pipeline did
+    h, event_size, frame_size = sim_homography(manifest["rig"])
+    saved = load_calibration(calib).event_to_frame_map().luts()
+    live = EventToFrameMap.from_homography(h, event_size, frame_size).luts()
+    for a, b in zip(saved, live, strict=True):
+        assert np.nanmax(np.abs(a - b)) < 1e-3
+
+    replayed = tmp_path / "replay"
+    proc = run_cli(
+        "replay", str(session / "raw.aedat4"), "--calibration", str(calib),
+        "--out", str(replayed), "--factor", "4", "--model", "blend", "--quiet",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (replayed / "slowmo.mp4").stat().st_size > 0
+
+    # and the example configuration of the simulator records with it
+    proc = run_cli(
+        "record", "--config", str(ROOT / "examples" / "sim.toml"), "--calibration", str(calib),
+        "--out", str(tmp_path / "rec"), "--seconds", "1", "--quiet", "--model", "blend",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
