@@ -32,6 +32,10 @@ def factor_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text}") from None
     if value < 2:
         raise argparse.ArgumentTypeError(f"slow-motion factor must be >= 2, got {text}")
+    from pipeline.messages import MAX_FACTOR
+
+    if value > MAX_FACTOR:  # frames per job are bounded on the wire
+        raise argparse.ArgumentTypeError(f"slow-motion factor must be <= {MAX_FACTOR}, got {text}")
     return value
 
 
@@ -354,16 +358,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
-    from pipeline.security import generate_keys
+    from pipeline.security import SERVER, add_worker_key, generate_keys
+    from pipeline.session import check_output_folder
 
-    made = generate_keys(args.folder, overwrite=args.force)
-    print(f"CurveZMQ keys in {args.folder}:")
-    for what, path in made.items():
-        print(f"  {what:14s} {path}")
+    folder = check_output_folder(args.folder, "keys folder")  # writable, before any key
+    if args.worker is None or not (Path(folder) / f"{SERVER}.key_secret").exists():
+        made = generate_keys(folder, overwrite=args.force and args.worker is None)
+        print(f"CurveZMQ keys of the rig in {folder} (keep it on the capture machine):")
+        for what, path in made.items():
+            print(f"  {what:14s} {path}")
+    if args.worker is None:
+        print(
+            "Give each worker machine its own keys: slomo-rig keys "
+            f"{folder} --worker NAME; then\n"
+            f"  capture: slomo-rig record ... --bind 0.0.0.0 --job-port 5555 --result-port 5556 --keys {folder}"
+        )
+        return 0
+    made = add_worker_key(folder, args.worker, overwrite=args.force)
     print(
-        "Copy the folder to every machine of the rig (keep the *_secret files private), then\n"
-        f"  capture: slomo-rig record ... --bind 0.0.0.0 --job-port 5555 --result-port 5556 --keys {args.folder}\n"
-        f"  worker:  slomo-rig worker --jobs tcp://CAPTURE:5555 --results tcp://CAPTURE:5556 --keys {args.folder}"
+        f"worker {args.worker}: keys in {made['worker_folder']} (copy that folder to the worker; "
+        "keep client.key_secret private)\n"
+        f"  authorised as {made['authorized']} (delete that file to revoke this worker)\n"
+        f"  worker: slomo-rig worker --jobs tcp://CAPTURE:5555 --results tcp://CAPTURE:5556 "
+        f"--keys {made['worker_folder']} --name {args.worker}"
     )
     return 0
 
@@ -424,6 +441,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="make CurveZMQ keys for a rig spread over machines")
     p.add_argument("folder", type=Path)
     p.add_argument("--force", action="store_true", help="replace existing keys")
+    p.add_argument(
+        "--worker",
+        metavar="NAME",
+        help="add one worker's own key pair (DIR/workers/NAME) and authorise it",
+    )
     p.set_defaults(func=cmd_keys)
 
     from calibration import commands as calibration_commands

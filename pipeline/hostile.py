@@ -11,9 +11,14 @@ unreachable indices, 50 kB worker names, 20,000-frame jobs). Deterministic for a
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
+import threading
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import zmq
 
 from pipeline import wire
 
@@ -179,3 +184,134 @@ def hostile_frames(rng: np.random.Generator, target: str) -> Frames:
     socket; "results": the recorder's; "worker": what a worker receives)."""
     kinds = TARGETED[target]
     return kinds[int(rng.integers(len(kinds)))](rng)
+
+
+def _rss_mb(pid: int | None) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _flood(
+    endpoints: dict[str, str],
+    seed: int,
+    per_socket: int | None,
+    stop: Any,
+    sent: Any,
+    ready: Any,
+) -> None:
+    """The hostile process: its own interpreter, so that making messages never takes
+    time from the capture process it attacks."""
+    rng = np.random.default_rng(seed)
+    targets = ("jobs", "results")
+    batches = (
+        {t: [hostile_frames(rng, t) for _ in range(per_socket)] for t in targets}
+        if per_socket is not None
+        else None
+    )
+    ready.set()
+    ctx = zmq.Context()
+    socks = {"jobs": ctx.socket(zmq.DEALER), "results": ctx.socket(zmq.PUSH)}
+    for target, sock in socks.items():
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 10_000)
+        sock.setsockopt(zmq.SNDTIMEO, 2000)  # never stuck on a receiver that went away
+        sock.connect(endpoints[target])
+    try:
+        i = 0
+        while not stop.is_set() and (batches is None or i < per_socket):
+            for k, target in enumerate(targets):
+                frames = batches[target][i] if batches is not None else hostile_frames(rng, target)
+                try:
+                    socks[target].send_multipart(frames)
+                    sent[k] += 1
+                except zmq.Again:
+                    pass  # the receiver is behind or gone: that is its right
+            while socks["jobs"].poll(0):  # a hostile "ready" may be answered with a job
+                socks["jobs"].recv_multipart()
+            i += 1
+    finally:
+        for sock in socks.values():
+            sock.close(0)
+        ctx.term()
+
+
+class HostilePeers:
+    """Floods a live recording's job socket (the pool's) and results socket (the
+    recorder's: results and worker status) from a process of its own, as fast as it
+    can, while a thread here keeps the peak memory of the recorder and the workers.
+    Start it from run_live's on_started; the endpoints are read from the newest
+    session.json under out.
+
+    per_socket: that many messages each, made before the flood starts (so that they all
+    go out while the recording runs); None: made on the fly until stop()."""
+
+    def __init__(self, out: Path, per_socket: int | None = None, seed: int = 15) -> None:
+        self.out = Path(out)
+        self.per_socket, self.seed = per_socket, seed
+        self._mp = mp.get_context("spawn")
+        self._stop = self._mp.Event()
+        self._sent = self._mp.Array("q", 2)
+        self._ready = self._mp.Event()
+        self.rss_mb: dict[str, float] = {}
+        self.process: Any = None
+        self._sampler: threading.Thread | None = None
+        self._sampling = threading.Event()
+
+    @property
+    def sent(self) -> dict[str, int]:
+        return {"jobs": int(self._sent[0]), "results": int(self._sent[1])}
+
+    def start(self, processes: dict) -> None:
+        self.process = self._mp.Process(
+            target=_flood,
+            args=(
+                self._endpoints(),
+                self.seed,
+                self.per_socket,
+                self._stop,
+                self._sent,
+                self._ready,
+            ),
+            name="slomo-hostile",
+            daemon=True,
+        )
+        self.process.start()
+        # Capture starts when on_started returns: made messages all go out while it runs.
+        while not self._ready.wait(0.5):
+            if not self.process.is_alive():
+                raise RuntimeError(f"the hostile peer exited with code {self.process.exitcode}")
+        self._sampler = threading.Thread(target=self._sample, args=(processes,), daemon=True)
+        self._sampler.start()
+
+    def join(self, timeout_s: float = 120.0) -> None:
+        """Wait until a fixed number of messages are all sent."""
+        if self.process is not None:
+            self.process.join(timeout_s)
+        self._sampling.set()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        self._stop.set()
+        self.join(timeout_s)
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+
+    def _endpoints(self) -> dict[str, str]:
+        manifests = sorted(self.out.glob("*/session.json"), key=lambda p: p.stat().st_mtime)
+        for manifest in reversed(manifests):
+            endpoints = json.loads(manifest.read_text()).get("endpoints")
+            if endpoints:
+                return endpoints
+        raise RuntimeError(f"no session with endpoints under {self.out}")
+
+    def _sample(self, processes: dict) -> None:
+        while not self._sampling.wait(0.2):
+            for role, key in (("recorder", "recorder"), ("workers", "worker")):
+                for p in list(processes.get(role, [])):
+                    if p.is_alive():
+                        self.rss_mb[key] = max(self.rss_mb.get(key, 0.0), _rss_mb(p.pid))

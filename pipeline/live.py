@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing as mp
+import secrets
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +31,7 @@ from pipeline.capture import CaptureCounters, CaptureNode
 from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder
 from pipeline.recorder import run_recorder
-from pipeline.security import check_bind, configure_client
+from pipeline.security import check_bind
 from pipeline.session import CALIBRATION_FILE, CLOCK_FILE, Session
 from rig.base import EventSource, FrameSource
 from rig.sync import HostClockSync, TriggerSync
@@ -119,6 +122,12 @@ def run_live(
     rec_sock = zctx.socket(zmq.PUSH)
     rec_sock.setsockopt(zmq.SNDHWM, 100_000)
     rec_sock.setsockopt(zmq.LINGER, 5000)
+    # Capture talks to its recorder over a unix socket in a private folder (no worker
+    # can pose as capture); the secret lets the recorder check that a result answers a
+    # job dispatched to that worker (pipeline/peers.py).
+    ipc_dir = tempfile.mkdtemp(prefix="slomo-")
+    capture_ep = f"ipc://{ipc_dir}/capture"
+    ticket_secret = secrets.token_bytes(32)
     status, error = "complete", None
     capture: CaptureNode | None = None
     raw: RawRecorder | None = None
@@ -138,6 +147,8 @@ def run_live(
                 opts.result_port,
                 str(opts.keys) if opts.keys else None,
                 opts.preview_endpoint,
+                capture_ep,
+                ticket_secret.hex(),
             ),
             name="slomo-recorder",
         )
@@ -153,9 +164,7 @@ def run_live(
                 f"the recorder process exited while starting (code {recorder.exitcode}); "
                 "is the result port free?"
             ) from None
-        # The capture node is a client of its own recorder: same keys as remote workers.
-        configure_client(rec_sock, opts.keys)
-        rec_sock.connect(rec_ep)
+        rec_sock.connect(capture_ep)
         pool = WorkerPool(
             opts.model,
             rec_ep,
@@ -164,6 +173,7 @@ def run_live(
             port=opts.job_port,
             keys=opts.keys,
             heartbeat_timeout_s=opts.heartbeat_timeout_s,
+            ticket_secret=ticket_secret,
         )
         pool.start(timeout_s=opts.worker_start_timeout_s)
         processes["workers"] = pool.started  # grows as dead workers are restarted
@@ -235,6 +245,7 @@ def run_live(
             pool.close()
         rec_sock.close()
         zctx.term()
+        shutil.rmtree(ipc_dir, ignore_errors=True)
         if error is not None and status == "complete":
             status = "failed"
         final: dict[str, Any] = {"status": status}

@@ -1,7 +1,11 @@
 """`slomo-rig soak`: a long simulated session at a high event rate while a worker is
 killed every so often. Passes when the raw recording holds exactly what the simulator
 produced, every interval without interpolated frames is listed in the session, and
-replay then fills every one of them in."""
+replay then fills every one of them in.
+
+`--fuzz` adds hostile peers (pipeline/hostile.py) flooding the job and results sockets
+at full rate for the whole session: it must still pass, with every hostile message
+counted as bad and the recorder's and workers' memory bounded."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from typing import Any
 import dv_processing as dv
 
 from calibration.mapping import EventToFrameMap
+from pipeline.hostile import HostilePeers
 from pipeline.live import LiveOptions, run_live
 from rig.sim.config import SimConfig
 from rig.sim.rig import SimulatedRig
@@ -25,6 +30,7 @@ from rig.sim.rig import SimulatedRig
 # The soak tests the pipeline, not the model: a fast interpolator, so that the replay of
 # every interval fits in minutes on a CPU.
 SOAK_MODEL = "blend"
+FUZZ_RSS_LIMIT_MB = 1500  # recorder or worker peak memory under --fuzz
 
 
 def _raw_counts(path: Path) -> tuple[int, int, int]:
@@ -54,6 +60,7 @@ def run_soak(
     model: str = SOAK_MODEL,
     replay: bool = True,
     log=print,
+    fuzz: bool = False,
 ) -> dict[str, Any]:
     cfg = high_rate_config()
     rig = SimulatedRig(cfg)
@@ -62,6 +69,7 @@ def run_soak(
     mapper = EventToFrameMap.from_homography(rig.h_event_to_frame, cfg.event_size, cfg.frame_size)
     kills: list[dict[str, Any]] = []
     stop_killing = threading.Event()
+    attacker = HostilePeers(out) if fuzz else None
 
     def killer(processes: dict) -> None:
         pool_procs = processes["workers"]
@@ -78,6 +86,8 @@ def run_soak(
                 log(f"soak: killed {victim.name} at {kills[-1]['at_s']} s")
 
         threading.Thread(target=loop, daemon=True).start()
+        if attacker is not None:
+            attacker.start(processes)
 
     opts = LiveOptions(
         out=out,
@@ -101,6 +111,8 @@ def run_soak(
         )
     finally:
         stop_killing.set()
+        if attacker is not None:
+            attacker.stop()
     wall = time.monotonic() - t0
     m = result.manifest
     n_ev, n_fr, n_tr = _raw_counts(result.session.raw_path)
@@ -153,6 +165,18 @@ def run_soak(
             and summary["intervals"]["skipped"] == 0
             and summary["intervals"]["interpolated"] >= m["capture"]["intervals"]
         )
+    if attacker is not None:
+        report["fuzz"] = {
+            "sent": attacker.sent,
+            "rate_per_s": round(sum(attacker.sent.values()) / wall),
+            "recorder_bad_messages": out_sec.get("bad_messages", 0),
+            "pool_bad_messages": m.get("pool", {}).get("bad_messages", 0),
+            "peak_rss_mb": {k: round(v) for k, v in attacker.rss_mb.items()},
+        }
+        checks["hostile_messages_refused"] = (
+            report["fuzz"]["recorder_bad_messages"] > 0 and report["fuzz"]["pool_bad_messages"] > 0
+        )
+        checks["memory_bounded"] = all(v < FUZZ_RSS_LIMIT_MB for v in attacker.rss_mb.values())
     report["checks"] = checks
     report["passed"] = all(checks.values())
     (result.session.path / "soak.json").write_text(json.dumps(report, indent=2))
@@ -167,6 +191,7 @@ def cmd_soak(args: argparse.Namespace) -> int:
         args.workers,
         args.model,
         log=lambda line: print(line, file=sys.stderr),
+        fuzz=args.fuzz,
     )
     print(json.dumps(report, indent=2))
     return 0 if report["passed"] else 1
@@ -187,5 +212,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=Path,
         default=Path("sessions/soak"),
         help="folder for the session and its replay (default: %(default)s)",
+    )
+    p.add_argument(
+        "--fuzz",
+        action="store_true",
+        help="also flood the job and results sockets with hostile messages at full rate",
     )
     p.set_defaults(func=cmd_soak)

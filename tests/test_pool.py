@@ -15,7 +15,13 @@ from pipeline import wire
 from pipeline.cli import main
 from pipeline.messages import job_message, result_from_message
 from pipeline.pool import WorkerPool
-from pipeline.security import SecurityError, configure_client, configure_server, generate_keys
+from pipeline.security import (
+    SecurityError,
+    check_handshake,
+    configure_client,
+    configure_server,
+    generate_keys,
+)
 from rig.types import EventBatch
 
 pytestmark = pytest.mark.slow
@@ -172,3 +178,70 @@ def test_keys_command(tmp_path, capsys):
     assert oct((tmp_path / "k" / "server.key_secret").stat().st_mode & 0o777) == "0o600"
     assert main(["keys", str(tmp_path / "k")]) == 2  # refuses to overwrite
     assert "--force" in capsys.readouterr().err
+
+
+def _keyed_server(keys, kind=zmq.ROUTER):
+    ctx = zmq.Context()
+    sock = ctx.socket(kind)
+    auth = configure_server(sock, ctx, "127.0.0.1", keys)
+    endpoint = f"tcp://127.0.0.1:{sock.bind_to_random_port('tcp://127.0.0.1')}"
+    return ctx, sock, auth, endpoint
+
+
+def test_each_worker_has_its_own_key_and_removing_it_revokes_it(tmp_path, capsys):
+    keys = tmp_path / "keys"
+    assert main(["keys", str(keys), "--worker", "gpu-box-1"]) == 0  # makes the rig keys too
+    assert main(["keys", str(keys), "--worker", "gpu-box-2"]) == 0
+    printed = capsys.readouterr().out
+    mine = keys / "workers" / "gpu-box-1"
+    assert f"--keys {mine}" in printed and "revoke" in printed
+    assert oct((mine / "client.key_secret").stat().st_mode & 0o777) == "0o600"
+    assert not (mine / "server.key_secret").exists()  # a worker never holds the server's secret
+    ctx, server, auth, endpoint = _keyed_server(keys)
+    try:
+        assert check_handshake(ctx, endpoint, zmq.DEALER, mine)
+        assert check_handshake(ctx, endpoint, zmq.DEALER, keys / "workers" / "gpu-box-2")
+        (keys / "authorized" / "gpu-box-1.key").unlink()  # revoked: no restart needed
+        with pytest.raises(SecurityError, match="refused this worker's key"):
+            check_handshake(ctx, endpoint, zmq.DEALER, mine)
+        assert check_handshake(ctx, endpoint, zmq.DEALER, keys / "workers" / "gpu-box-2")
+    finally:
+        server.close(0)
+        auth.stop()
+        ctx.term()
+
+
+def test_keys_for_a_worker_refuse_bad_names_and_overwrites(tmp_path, capsys):
+    keys = str(tmp_path / "keys")
+    assert main(["keys", keys, "--worker", "../evil"]) == 2
+    assert "worker name" in capsys.readouterr().err
+    assert main(["keys", keys, "--worker", "w"]) == 0
+    assert main(["keys", keys, "--worker", "w"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert main(["keys", keys, "--worker", "w", "--force"]) == 0
+
+
+def test_a_worker_with_wrong_keys_says_so_and_exits_2(tmp_path, capsys):
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    generate_keys(keys)
+    generate_keys(other)  # another rig's keys: wrong server key, unknown client key
+    ctx, server, auth, endpoint = _keyed_server(keys)
+    res_ctx, results, res_auth, res_endpoint = _keyed_server(keys, zmq.PULL)
+    try:
+        args = ["worker", "--jobs", endpoint, "--results", res_endpoint, "--model", "blend"]
+        assert main([*args, "--keys", str(other)]) == 2
+        assert "not the capture side's server key" in capsys.readouterr().err
+        import shutil
+
+        shutil.copyfile(keys / "server.key", other / "server.key")  # right server, own key
+        assert main([*args, "--keys", str(other)]) == 2
+        assert "refused this worker's key" in capsys.readouterr().err
+        assert main(args) == 2  # no keys at all against a keyed pool
+        assert "another security mechanism" in capsys.readouterr().err
+    finally:
+        for s in (server, results):
+            s.close(0)
+        auth.stop()
+        res_auth.stop()
+        ctx.term()
+        res_ctx.term()

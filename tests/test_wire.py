@@ -143,6 +143,177 @@ def test_fuzzed_bytes_never_crash_the_decoder(frames):
         pass
 
 
+# -- hostile input: the decoder and every parser raise nothing but WireError ----------------
+_guard_secret = b"s" * 32
+
+
+def _parse_everything(frames) -> None:
+    """decode and then every parser and the recorder's guard, as receivers use them."""
+    from pipeline.messages import interval_meta, keyframe_meta, status_meta
+    from pipeline.peers import CAPTURE, WORKERS, RecorderGuard
+
+    msg = wire.decode(frames)
+    for parse in (job_from_message, result_from_message, status_meta, interval_meta, keyframe_meta):
+        try:
+            parse(msg)
+        except wire.WireError:
+            pass
+    for secret in (None, _guard_secret):
+        for side in (CAPTURE, WORKERS):
+            guard = RecorderGuard(secret)
+            guard.admit(
+                wire.decode(
+                    wire.encode(
+                        wire.Message(
+                            "keyframe",
+                            {"index": 0, "t_us": 0},
+                            {"image": np.zeros((24, 32, 3), np.uint8)},
+                        )
+                    )
+                ),
+                CAPTURE,
+            )
+            try:
+                guard.admit(msg, side)
+            except wire.WireError:
+                pass
+
+
+def _only_wire_errors(frames) -> None:
+    try:
+        _parse_everything(frames)
+    except wire.WireError:
+        pass
+
+
+@pytest.mark.parametrize(
+    "frames",
+    [
+        [b"[" * 50_000],
+        [b'{"v":1,"type":"job","meta":{"index":' + b"9" * 4301 + b"}}"],
+        [
+            json.dumps(
+                {
+                    "v": 1,
+                    "type": "result",
+                    "arrays": [{"name": "f", "dtype": "uint8", "shape": [2**30, 2**30, 2**30, 8]}],
+                }
+            ).encode(),
+            b"",
+        ],
+        [
+            json.dumps(
+                {"v": 1, "type": "job", "arrays": [{"name": "a", "dtype": ["u1"], "shape": [1]}]}
+            ).encode(),
+            b"x",
+        ],
+        [json.dumps({"v": 1, "type": ["ready"]}).encode()],
+        [json.dumps({"v": 1, "type": "job", "meta": {"t0_us": 2**70}}).encode()],
+        [b'{"v":1,"type":"\xff"}'],
+        [b'{"v":1,"type":"status","meta":{"compute_s":NaN}}'],
+        [json.dumps({"v": True, "type": "status"}).encode()],
+    ],
+    ids=[
+        "deep",
+        "4301 digits",
+        "shape overflow",
+        "dtype list",
+        "type list",
+        "2**70",
+        "not utf8",
+        "nan",
+        "v true",
+    ],
+)
+def test_the_messages_that_once_escaped_are_wire_errors(frames):
+    with pytest.raises(wire.WireError):
+        _parse_everything(frames)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["jobs", "results", "worker"]))
+def test_hostile_messages_raise_only_wire_errors(seed, target):
+    from pipeline.hostile import hostile_frames
+
+    _only_wire_errors(hostile_frames(np.random.default_rng(seed), target))
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_field = st.sampled_from(["v", "type", "meta", "arrays"])
+_meta_key = st.sampled_from(
+    [
+        "index",
+        "t0_us",
+        "t1_us",
+        "t_us",
+        "status",
+        "worker",
+        "compute_s",
+        "last_keyframe",
+        "ticket",
+        "seal",
+        "model",
+        "reason",
+        "keyframe_arrival",
+    ]
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.sampled_from(["job", "result", "status", "keyframe", "interval", "end"]),
+    st.lists(st.tuples(st.booleans(), _field, _meta_key, _json), max_size=3),
+    st.lists(st.binary(max_size=32), max_size=3),
+)
+def test_well_formed_headers_with_any_field_values_raise_only_wire_errors(kind, edits, extra):
+    """A real message of each kind with header fields and meta values replaced by any
+    JSON value, and buffers added or dropped."""
+    frames = (
+        good_frames()
+        if kind == "job"
+        else [bytes(memoryview(f)) for f in wire.encode(_sample(kind))]
+    )
+    header = _header(frames)
+    for in_meta, field, key, value in edits:
+        if in_meta and isinstance(header.get("meta"), dict):
+            header["meta"][key] = value
+        else:
+            header[field] = value
+    _only_wire_errors(
+        [json.dumps(header).encode(), *frames[1:], *extra][: 1 + len(frames) - 1 + len(extra)]
+    )
+
+
+def _sample(kind: str) -> wire.Message:
+    img = np.zeros((24, 32, 3), np.uint8)
+    return {
+        "result": wire.Message(
+            "result",
+            {"index": 0, "compute_s": 0.1, "worker": "w"},
+            {
+                "frames": np.zeros((3, 24, 32, 3), np.uint8),
+                "timestamps": np.array([1, 2, 3], np.int64),
+            },
+        ),
+        "status": wire.Message("status", {"worker": "w", "jobs": 1, "last_error": ""}),
+        "keyframe": wire.Message("keyframe", {"index": 1, "t_us": 5}, {"image": img}),
+        "interval": wire.Message("interval", {"index": 0, "status": "failed", "worker": "w"}),
+        "end": wire.Message("end", {"last_keyframe": 3}),
+    }[kind]
+
+
 def _serve_worker(job_ep: str, res_ep: str) -> None:
     from pipeline.worker import run_worker
 
