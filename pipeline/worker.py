@@ -61,7 +61,8 @@ def run_worker(
     worker's console) hears when the job endpoint connects, refuses or drops."""
     from models.registry import make_interpolator
 
-    name = name or default_worker_name()
+    # Peers refuse longer names (pipeline/wire.py): the same name everywhere, cut to fit.
+    name = (name or default_worker_name())[: wire.MAX_NAME_CHARS]
     interpolator = make_interpolator(model)
     stop = threading.Event()
 
