@@ -131,12 +131,21 @@ def bench_model_cmd(args: argparse.Namespace) -> dict[str, Any]:
     return {"model": rows}
 
 
+def bench_console_cmd(args: argparse.Namespace) -> dict[str, Any]:
+    """The operator console: capture with two browsers watching the previews vs none
+    (pipeline/console/bench.py; needs Chromium and selenium)."""
+    from pipeline.console.bench import bench_console
+
+    return {"console": bench_console(seconds=args.seconds, model=args.model)}
+
+
 BENCHES = {
     "model": bench_model_cmd,
     "sim": bench_sim,
     "demo": bench_demo,
     "transport": bench_transport_cmd,
     "pipeline": bench_pipeline,
+    "console": bench_console_cmd,
 }
 
 

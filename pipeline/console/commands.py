@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--token-file", type=Path, help="file holding the access token (else one is made up)"
     )
     p.add_argument("--seed", type=int, default=0, help="simulated scene seed")
+    p.add_argument("--sim-unplug-after", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_console)
 
 
@@ -61,7 +62,12 @@ def cmd_console(args: argparse.Namespace) -> int:
         access = Access.make(args.bind, args.token_file)
     except ConsoleSecurityError as exc:
         raise CliError(str(exc)) from None
-    spec = RigSpec(config=args.config, calibration=args.calibration, seed=args.seed)
+    spec = RigSpec(
+        config=args.config,
+        calibration=args.calibration,
+        seed=args.seed,
+        unplug_after=args.sim_unplug_after,
+    )
     console = Console(ConsoleConfig(args.sessions, spec, access))
     sock = socket.socket(socket.AF_INET6 if ":" in args.bind else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -9,6 +9,7 @@ the operator can check focus, exposure and alignment before pressing record.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import multiprocessing as mp
@@ -54,6 +55,7 @@ class RigSpec:
     calibration: Path | None = None
     seed: int = 0
     settings: CameraSettings = field(default_factory=CameraSettings)
+    unplug_after: int | None = None  # simulated rig: the event camera "unplugged" (tests)
 
     def supported_settings(self) -> list[str]:
         if self.config is None:
@@ -93,6 +95,8 @@ def open_rig(spec: RigSpec):
             raise FormError(str(exc)) from None
         rig = SimulatedRig(cfg)
         events, frames = rig.sources()
+        if spec.unplug_after is not None:
+            events = _Unplugging(events, spec.unplug_after)
         mapper: Any = EventToFrameMap.from_homography(
             rig.h_event_to_frame, cfg.event_size, cfg.frame_size
         )
@@ -122,6 +126,34 @@ def open_rig(spec: RigSpec):
         return EventToFrameMap.identity(tuple(ev.resolution))
 
     return events, frames, mapper_for, {"config_file": str(spec.config)}, rc.wiring
+
+
+class _Unplugging:
+    """The simulated event camera, unplugged after `good` deliveries: what a real
+    driver does when its cable is pulled (raises), for the tests of the console."""
+
+    def __init__(self, source: Any, good: int) -> None:
+        self._source, self._good = source, good
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+    def __enter__(self) -> _Unplugging:
+        self._source.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._source.__exit__(*exc)
+
+    def read(self, timeout_s: float = 1.0) -> Any:
+        from rig.base import SourceError
+
+        item = self._source.read(timeout_s=timeout_s)
+        if item is not None:
+            if self._good <= 0:
+                raise SourceError("event camera disconnected (USB transfer failed): plug it in")
+            self._good -= 1
+        return item
 
 
 def _monitor_main(spec: RigSpec, endpoint: str, stop: Any, conn: Any) -> None:
@@ -159,6 +191,8 @@ def _monitor_main(spec: RigSpec, endpoint: str, stop: Any, conn: Any) -> None:
                             }
                         )
         conn.send(("stopped", None))
+    except KeyboardInterrupt:  # Ctrl-C in the console's terminal reaches us too
+        return
     except EOFError:
         conn.send(("failed", "the camera stream ended"))
     except Exception as exc:  # shown to the operator as the camera's state
@@ -248,7 +282,7 @@ class RigController:
         with self._lock:
             if self._record is not None:
                 raise FormError("camera settings cannot change while recording: stop first")
-            self.spec = RigSpec(self.spec.config, self.spec.calibration, self.spec.seed, settings)
+            self.spec = dataclasses.replace(self.spec, settings=settings)
         self.stop_monitor()
         self.start_monitor()
 
