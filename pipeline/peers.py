@@ -154,6 +154,9 @@ class RecorderGuard:
             raise wire.WireError(f"keyframe {index} after the end")
         if index != self.next_keyframe:
             raise wire.WireError(f"keyframe {index} out of order (expected {self.next_keyframe})")
+        previous = self.key_times.get(index - 1)
+        if previous is not None and t_us <= previous:
+            raise wire.WireError(f"keyframe {index} at {t_us} us is not after the previous one")
         size = (image.shape[0], image.shape[1])
         if self.frame_size is None:
             self.frame_size = size
