@@ -44,7 +44,7 @@ class FusionConfig:
     the DIS optical-flow preset (0 ultrafast, 1 fast, 2 medium)."""
 
     gamma: float | None = None
-    band: float = 0.8
+    band: float = 0.7
     dead: float = 1.0
     blur: float = 2.0
     prior_events: float = 1.0
@@ -109,8 +109,8 @@ class FusionInterpolator(Interpolator):
         slack = np.float32(cfg.band * max(spread, 1e-3))
         # Integration from both ends: F1 brought back to F0's brightness by the whole
         # interval's log change, so each frame needs one mix and one gain.
-        base0 = lin0[..., :3]
-        towards1 = lin1[..., :3] * np.exp(l0 - l1)[..., None] - base0
+        base0 = lin0[..., :3].reshape(-1, 3)
+        towards1 = (lin1[..., :3] * np.exp(l0 - l1)[..., None]).reshape(-1, 3) - base0
         g0 = cv2.cvtColor(job.frame0, cv2.COLOR_RGB2GRAY)
         g1 = cv2.cvtColor(job.frame1, cv2.COLOR_RGB2GRAY)
         f01, f10 = bidirectional_flow(self._dis, g0, g1)
@@ -124,41 +124,43 @@ class FusionInterpolator(Interpolator):
         fb_err = fb[..., 0] ** 2 + fb[..., 1] ** 2
         dead = np.float32(cfg.dead) * np.exp(-fb_err / np.float32(cfg.fb_px**2))
         out = np.empty((len(splits), h, w, 3), np.uint8)
-        cum_on = np.zeros((h, w), np.float32)
-        cum_off = np.zeros((h, w), np.float32)
+        # Signed log change (thresholds applied) and count of the events so far.
+        weights = np.where(on, np.float32(th.c_on), -np.float32(th.c_off))
+        e0 = np.zeros((h, w), np.float32)
+        done = np.full((h, w), np.float32(0))
+        inv_n = 1.0 / n_total
         prev = 0
         for k, (split, tau) in enumerate(zip(splits, job.taus.astype(np.float32), strict=True)):
-            seg_p, seg_on = pix[prev:split], on[prev:split]
-            cum_on += _count(seg_p[seg_on], h, w)
-            cum_off += _count(seg_p[~seg_on], h, w)
+            seg = pix[prev:split]
+            e0 += np.bincount(seg, weights[prev:split], h * w).reshape(h, w).astype(np.float32)
+            done += _count(seg, h, w)
             prev = split
-            e0 = np.float32(th.c_on) * cum_on - np.float32(th.c_off) * cum_off
             # The part of F1 - F0 the events miss (threshold mismatch, lost events) is
             # spread over the interval as the pixel's events progress (by time where it
             # has none): a per-pixel threshold error then cancels exactly.
-            rho = (cum_on + cum_off + np.float32(cfg.prior_events) * tau) / n_total
+            rho = (done + np.float32(cfg.prior_events) * tau) * inv_n
             change = e0 + missed * rho  # log luma at t minus log luma at t0
-            integ = base0 + rho[..., None] * towards1
-            integ *= np.exp(change)[..., None]
             flow = _warp_both(lin0, lin1, f01, f10, float(tau), grid)
-            # Where the events put the pixel, from each end, within one threshold; the
-            # flow candidate is trusted as long as its luma stays inside.
+            # Where the events put the pixel, from each end, within the band; the flow
+            # candidate is trusted as long as its luma stays inside.
             lf = np.log(flow[..., 3])
             a = l0 + e0
             b = a + missed
             centre = l0 + change
             lo = np.minimum(np.maximum(a, b) - slack, centre)
             hi = np.maximum(np.minimum(a, b) + slack, centre)
-            moved = (np.maximum(lo - lf, 0) + np.maximum(lf - hi, 0)) / slack
+            moved = np.maximum(np.maximum(lo - lf, lf - hi), 0.0)  # lo <= hi: one side
             if cfg.blur > 0:
                 moved = cv2.GaussianBlur(moved, (0, 0), cfg.blur)
-            w_int = np.clip(moved - dead, 0.0, 1.0)[..., None]
-            est = flow[..., :3]
-            integ -= est
-            integ *= w_int
-            est += integ
-            est -= eps
-            out[k] = _encode(est, gamma)
+            w_int = np.clip(moved * (1.0 / slack) - dead, 0.0, 1.0).ravel()
+            # Integration only where it takes part (often a small part of the frame).
+            sel = np.flatnonzero(w_int)
+            flat = flow.reshape(-1, 4)
+            if len(sel):
+                gain = np.exp(change.ravel()[sel])[:, None]
+                integ = (base0[sel] + rho.ravel()[sel][:, None] * towards1[sel]) * gain
+                flat[sel, :3] += w_int[sel, None] * (integ - flat[sel, :3])
+            out[k] = _encode(flow[..., :3] - eps, gamma)
         return out
 
 
@@ -208,9 +210,9 @@ def _encode(linear: np.ndarray, gamma: float) -> np.ndarray:
     """Linear light (HxWx3 float32, may stray outside [0, 1]) -> uint8 encoded with
     gamma, rounded; OpenCV's pow and saturating conversion (multi-threaded, no
     numpy temporaries)."""
-    x = cv2.max(linear, 0.0)
+    x = cv2.max(linear, 0.0, dst=linear)
     if gamma != 1.0:
-        x = cv2.pow(x, 1.0 / gamma)
+        x = cv2.pow(x, 1.0 / gamma, dst=x)
     return cv2.convertScaleAbs(x, alpha=255.0)
 
 
