@@ -279,3 +279,61 @@ def test_demo_raw_file_replays_with_the_calibration_saved_in_its_session(tmp_pat
         "--out", str(tmp_path / "rec"), "--seconds", "1", "--quiet", "--model", "blend",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.slow
+def test_calibrate_writes_its_own_folder_reports_and_never_overwrites(tmp_path):
+    import re
+
+    from calibration import load_calibration
+
+    args = ("calibrate", "--rig", "sim", "--auto", "--views", "12")
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (folder,) = tmp_path.glob("calibration-*")  # the documented default folder
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]  # nothing else in cwd
+    calib = load_calibration(folder / "calibration.json")
+    out = proc.stdout
+    assert re.search(r"^PASS: ", out, re.M), out
+    # the values printed are the saved ones
+    fx, fy = calib.rgb.focal
+    assert f"f=({fx:.2f}, {fy:.2f})" in out and "as read back" in out
+    assert (folder / "calibration.overlay.png").is_file()
+    assert (folder / "views" / "live.jpg").is_file()
+    assert len(list((folder / "views").glob("capture-*.jpg"))) >= 8
+    assert f"--calibration {folder.name}/calibration.json" in out
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+    proc = run_cli(*args, "--out", folder.name, cwd=tmp_path)
+    one_line_error(proc, "already there", "--force")
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+    proc = run_cli(*args, "--out", folder.name, "--force", "--seed", "3", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (folder / "calibration.json").read_bytes() != before["calibration.json"]
+
+
+@pytest.mark.slow
+def test_calibrate_board_not_found_says_why_and_shows_what_the_camera_saw(tmp_path):
+    out = tmp_path / "cal"
+    proc = run_cli(
+        "calibrate", "--rig", "sim", "--auto", "--board", "8x6", "--views", "1", "--out", str(out)
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    picture = out / "views" / "board-not-found-rgb.png"
+    assert "wrong board size" in proc.stderr and "--board 9x6" in proc.stderr
+    assert str(picture) in proc.stderr and picture.is_file()
+    assert "Calibration NOT saved" in proc.stdout and "FAIL: " in proc.stdout
+    assert not (out / "calibration.json").exists()
+
+
+def test_calibrate_checks_arguments_before_anything(tmp_path):
+    for bad, needle in (
+        (["--views", "0"], "--views 0"),
+        (["--square-mm", "-1"], "--square-mm"),
+        (["--board", "nine"], "inner-corner"),
+        (["--rig", str(tmp_path / "nope.toml")], "nope.toml"),
+        (["--out", str(tmp_path / "calib.yaml")], "calib.yaml"),
+    ):
+        proc = run_cli("calibrate", "--auto", *bad, cwd=tmp_path)
+        one_line_error(proc, needle)
+    assert list(tmp_path.iterdir()) == []
