@@ -224,9 +224,11 @@ def check_handshake(
                 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                     return True
                 if event in names:
-                    client = f"{keys}/{CLIENT}.key" if keys else "(none)"
-                    server = f"{keys}/{SERVER}.key" if keys else "(none)"
-                    reason = _FAILED[names[event]].format(client=client, server=server)
+                    # Without keys any failure means the other side uses them.
+                    kind = "EVENT_HANDSHAKE_FAILED_PROTOCOL" if keys is None else names[event]
+                    reason = _FAILED[kind].format(
+                        client=f"{keys}/{CLIENT}.key", server=f"{keys}/{SERVER}.key"
+                    )
                     raise SecurityError(f"{endpoint} {reason}")
                 if event == zmq.EVENT_CONNECTED and connected_at is None:
                     connected_at = time.monotonic()
@@ -234,7 +236,8 @@ def check_handshake(
             if connected_at is not None and time.monotonic() - connected_at > timeout_s:
                 raise SecurityError(
                     f"{endpoint} accepted the connection but completed no handshake within "
-                    f"{timeout_s:g} s: is it a slomo-rig pipeline socket, with these keys?"
+                    f"{timeout_s:g} s: is it a slomo-rig pipeline socket, and is "
+                    f"{keys}/{SERVER}.key the capture side's server key?"
                 )
             if connected_at is None and not waiting_said and say is not None:
                 waiting_said = True
