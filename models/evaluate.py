@@ -21,7 +21,7 @@ import numpy as np
 from models.dataset import DEFAULT_CACHE, DEFAULT_FRAME_SIZE, eval_seeds, load_sequences
 from models.registry import make_interpolator
 
-DEFAULT_METHODS = ("timelens", "integration", "flow", "blend")
+DEFAULT_METHODS = ("fusion", "timelens", "integration", "flow", "blend")
 #: BGR colours for the bar plot, one per method in order.
 _COLOURS = ((40, 40, 200), (60, 160, 60), (200, 120, 40), (140, 140, 140), (160, 60, 160))
 

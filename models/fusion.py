@@ -1,20 +1,23 @@
-"""The default CPU interpolator: frame-flow warping corrected and, where it fails,
-replaced by event integration, per pixel, by what the events say.
+"""The default CPU interpolator: frame-flow warping, checked pixel by pixel against the
+events, and event integration where the flow fails.
 
 Candidates (all from the same job, no weights):
-- flow: bidirectional DIS optical flow, both keyframes warped to t and blended by time
-  (models.baselines.FlowInterpolator). Right for smooth textured motion.
-- integration: the log-intensity change the events report, integrated forward from F0
-  and backward from F1 with contrast thresholds fitted to this interval
-  (models.threshold). Right where events are dense: fast, non-linear motion.
+- flow: bidirectional DIS optical flow, both keyframes warped to t in linear light and
+  blended by time. Right for smooth textured motion; wrong on fast rotation, aliasing
+  spokes, occlusions and non-linear paths.
+- integration: the log-intensity change the events report, integrated from F0 with
+  thresholds fitted to this interval (models.threshold); the part of F1 - F0 the events
+  miss is spread over the interval as the pixel's own events progress, so a per-pixel
+  threshold error cancels exactly. Right where events are dense.
 
-The events decide per pixel. From F0, a pixel's log intensity at t is
-L0 + E0(t) within about one threshold (E0: the signed, threshold-weighted event count
-in [t0, t)); from F1 it is L1 - E1(t) within one threshold. The flow candidate is
-projected into that band (a gain in linear light, so colour is kept); where the flow
-had to be moved by more than the band allows, the flow is taken to be wrong there
-(aliasing spokes, occlusions, non-linear paths) and the integration estimate takes
-over, with the weights smoothed spatially so no seams appear.
+The events decide. From F0 a pixel's log luma at t is L0 + E0(t), from F1 it is
+L1 - E1(t), each up to the scatter the events leave unexplained in this interval (the
+threshold fit's residual spread: measured per interval, not assumed). Where the flow
+candidate's log luma stays inside that band it is kept; the further it strays, the more
+the integration candidate takes over (weights blurred spatially: no seams). Flow that is
+forward-backward consistent to a fraction of a pixel gets `dead` band widths of extra
+slack, so event noise cannot pull a right flow off; inconsistent flow gets none.
+Measurements behind every choice: docs/model.md.
 """
 
 from __future__ import annotations
@@ -34,22 +37,23 @@ _LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 @dataclass(frozen=True)
 class FusionConfig:
-    """gamma: the keyframes' encoding, or None to pick it per interval from the data
-    (models.threshold.fit_encoding). band: how many thresholds of slack the event band
-    allows (a pixel's reference level is unknown within one threshold). dead: how far
-    (in band widths) the flow may leave the band before integration starts to take
-    over; full takeover one band width later. blur: sigma in pixels of the spatial
-    smoothing of that choice. prior_events: how many events' worth of weight the time
-    itself gets when the missed part of F1 - F0 is spread over the interval. preset:
-    the DIS optical-flow preset (0 ultrafast, 1 fast, 2 medium)."""
+    """gamma: the keyframes' encoding, or None: grey frames linear, colour frames
+    display gamma (models.threshold.frame_gamma). band: half-width of the event band in
+    units of the interval's residual spread. dead: extra slack, in band widths, for flow
+    whose forward-backward error is well under fb_px pixels (exp(-err^2 / fb_px^2)).
+    blur: sigma in pixels of the spatial smoothing of the choice. prior_events: events'
+    worth of weight the elapsed time gets when the missed part of F1 - F0 is spread over
+    the interval (where a pixel saw no events it is spread by time). preset: the DIS
+    optical-flow preset (0 ultrafast, 1 fast, 2 medium). isolated: drop events none of
+    whose 8 neighbours fired in the interval (background activity)."""
 
     gamma: float | None = None
     band: float = 0.7
-    dead: float = 1.0
+    dead: float = 3.0
     blur: float = 2.0
     prior_events: float = 1.0
     preset: int = 2
-    fb_px: float = 1.0
+    fb_px: float = 0.3
     isolated: bool = True
 
     def __post_init__(self) -> None:
@@ -65,6 +69,8 @@ class FusionConfig:
             raise ValueError(
                 f"FusionConfig.prior_events must be in (0, 100], got {self.prior_events}"
             )
+        if not 0 < self.fb_px <= 20:
+            raise ValueError(f"FusionConfig.fb_px must be in (0, 20], got {self.fb_px}")
         if self.preset not in (0, 1, 2):
             raise ValueError(f"FusionConfig.preset must be 0, 1 or 2, got {self.preset}")
 

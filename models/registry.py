@@ -1,5 +1,8 @@
 """Build an interpolator from the name the operator gives on the command line.
 
+- `fusion` (the default): DIS flow warping checked pixel by pixel against the events,
+  event integration with thresholds fitted per interval where the flow fails
+  (models.fusion). No weights, CPU only, keeps up live on a CPU.
 - `timelens`: the shipped demo weights (models/weights/timelens_sim_small.onnx, trained
   on the simulated rig, see models/weights/README.md) on the onnxruntime engine.
 - `timelens:PATH`: a user's model: an .onnx export (run as is), or a checkpoint
@@ -20,11 +23,12 @@ SHIPPED_CHECKPOINT = WEIGHTS_DIR / "timelens_sim_small.pt"
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 MODEL_NAMES = ("fusion", "timelens", "timelens:PATH", "integration", "flow", "blend")
-# TimeLens with the shipped weights: on held-out simulated sequences it beats blending
-# and event integration (docs/model.md). On a CPU it takes about a second per interval,
-# so live on a CPU most intervals are skipped (and listed for replay); on a GPU, or with
-# several workers, it keeps up. Pick `integration` or `flow` for fast CPU previews.
-DEFAULT_MODEL = "timelens"
+# The fusion beats the best classical method on the real DAVIS346 recording held out,
+# on simulated fast and smooth scenes and on `slomo-rig eval` (docs/model.md), and runs
+# at about 0.1 s per interval on a CPU. The shipped TimeLens weights (trained on CPU on
+# the simulator) score below it and take about a second per interval on a CPU; a user's
+# `timelens:PATH` (e.g. the official checkpoint, on a GPU) stays one flag away.
+DEFAULT_MODEL = "fusion"
 
 
 class ModelError(RuntimeError):

@@ -1,0 +1,179 @@
+"""The default interpolator (models.fusion): per pixel it must keep whichever input is
+right, on constructed intervals where one input is exact (measured figures on real and
+simulated recordings: docs/model.md)."""
+
+import cv2
+import numpy as np
+import pytest
+
+from contracts.jobs import IntervalJob, inserted_timestamps
+from models.baselines import BlendInterpolator, FlowInterpolator, IntegrationInterpolator
+from models.evaluate import psnr_uint8
+from models.fusion import FusionConfig, FusionInterpolator
+from models.registry import DEFAULT_MODEL, make_interpolator
+from rig.sim.events import LOG_EPS, EventEmulator
+from rig.types import EventBatch
+
+H, W = 96, 128
+T1 = 40_000  # one 25 fps interval, microseconds
+GAMMA = 2.2
+
+
+def _texture(seed: int, top: float = 0.8) -> np.ndarray:
+    """Smooth random colour texture, linear light in [0.03, top], periodic."""
+    rng = np.random.default_rng(seed)
+    tex = rng.standard_normal((H, W, 3)).astype(np.float32)
+    tiled = np.tile(tex, (3, 3, 1))  # blurred as tiles: stays periodic
+    tex = cv2.GaussianBlur(tiled, (0, 0), 2.5)[H : 2 * H, W : 2 * W]
+    tex = (tex - tex.min()) / (tex.max() - tex.min())
+    return (0.03 + (top - 0.03) * tex).astype(np.float32)
+
+
+def _encode(linear: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(linear, 0, 1) ** (1 / GAMMA) * 255).astype(np.uint8)
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return (rgb @ np.array([0.2126, 0.7152, 0.0722], np.float32)).astype(np.float32)
+
+
+def _events(frames_linear, times_us, threshold: float) -> EventBatch:
+    """The simulator's event model (known threshold, no mismatch, no noise) run over
+    the scene at 1 ms steps, references settled on the first image."""
+    emu = EventEmulator((W, H), np.random.default_rng(0), threshold, 0.0, 0, 0.0)
+    emu.reset(_luma(frames_linear[0]), int(times_us[0]))
+    chunks = [
+        emu.step(_luma(f), int(t)) for f, t in zip(frames_linear[1:], times_us[1:], strict=True)
+    ]
+    ev = EventBatch.concat(chunks)
+    ev = ev[np.argsort(ev.t, kind="stable")]
+    return EventBatch(ev.t, ev.x.astype(np.float32), ev.y.astype(np.float32), ev.p)
+
+
+def _translation_case():
+    """A textured scene sliding right by one pixel every 5 ms (8 px per interval): flow
+    is exact (up to the wrap-around border, which the scores leave out)."""
+    tex = _texture(1)
+    times = np.arange(0, T1 + 1, 5000)
+    scene = [np.roll(tex, k, axis=1) for k in range(len(times))]
+    ev = _events(scene, times, 0.2).time_slice(0, T1)
+    ts = inserted_timestamps(0, T1, 8)
+    job = IntervalJob(0, _encode(scene[0]), _encode(scene[-1]), 0, T1, ev, ts)
+    gt = np.stack([_encode(scene[int(t // 5000)]) for t in ts])
+    return job, gt
+
+
+def _brightness_steps_case(c: float = 0.25):
+    """A static textured scene whose disc brightens by exactly one threshold at each of
+    four instants (a light switched up in steps): the events tell exactly when, event
+    integration is exact, frame flow sees no motion and can only cross-fade."""
+    tex = _texture(2, top=0.3)  # stays below white after four steps up
+    yy, xx = np.mgrid[0:H, 0:W]
+    disc = (yy - H / 2) ** 2 + (xx - W / 2) ** 2 < (H / 3) ** 2
+    steps = np.array([6_000, 16_000, 26_000, 33_000])  # not at an inserted instant
+
+    def at(t: float) -> np.ndarray:
+        n = int(np.sum(steps <= t))
+        gain = np.where(disc, np.exp(c * n), 1.0)[..., None].astype(np.float32)
+        return (tex + LOG_EPS) * gain - LOG_EPS  # the sensor's log(I + eps) moves by c*n
+
+    ys, xs = np.nonzero(disc)
+    t = np.repeat(steps, len(ys)).astype(np.int64)
+    ev = EventBatch(
+        t,
+        np.tile(xs, len(steps)).astype(np.float32),
+        np.tile(ys, len(steps)).astype(np.float32),
+        np.ones(len(t), np.int8),
+    )
+    ts = inserted_timestamps(0, T1, 8)
+    job = IntervalJob(0, _encode(at(0)), _encode(at(T1)), 0, T1, ev, ts)
+    gt = np.stack([_encode(at(float(x))) for x in ts])
+    return job, gt
+
+
+def _mse(pred: np.ndarray, gt: np.ndarray, border: int = 0) -> float:
+    s = np.s_[:, border : H - border, border : W - border] if border else np.s_[:]
+    return float(np.mean((pred[s].astype(np.float64) - gt[s]) ** 2))
+
+
+def _never_worse(fused: np.ndarray, inputs: list[np.ndarray], gt, border: int = 0) -> None:
+    """The fused frames' squared error is at most the best input's plus 8-bit rounding
+    (0.05 DN^2: a few pixels off by one level)."""
+    best = min(_mse(x, gt, border) for x in inputs)
+    assert _mse(fused, gt, border) <= best + 0.05, (_mse(fused, gt, border), best)
+
+
+def _psnr(pred: np.ndarray, gt: np.ndarray, border: int = 0) -> float:
+    s = np.s_[:, border : H - border, border : W - border] if border else np.s_[:]
+    return float(np.mean([psnr_uint8(p, g) for p, g in zip(pred[s], gt[s], strict=True)]))
+
+
+def test_flow_exact_translation_fusion_is_as_good_as_flow():
+    job, gt = _translation_case()
+    b = 12  # the wrap-around border is wrong for every method
+    flow = FlowInterpolator().interpolate(job)
+    integ = IntegrationInterpolator().interpolate(job)
+    assert _psnr(flow, gt, b) > 60 > _psnr(integ, gt, b) + 10  # flow is the exact input
+    _never_worse(FusionInterpolator().interpolate(job), [flow, integ], gt, b)
+
+
+def test_integration_exact_brightness_steps_fusion_follows_the_events():
+    job, gt = _brightness_steps_case()
+    flow = FlowInterpolator().interpolate(job)
+    integ = IntegrationInterpolator(0.25).interpolate(job)  # given the true threshold
+    assert _psnr(integ, gt) > 60 > _psnr(flow, gt) + 10  # integration is the exact input
+    fusion = FusionInterpolator()  # fits the threshold itself
+    _never_worse(fusion.interpolate(job), [flow, integ], gt)
+    th = fusion.last_thresholds
+    assert th.fitted and abs(th.c_on / 0.25 - 1) < 0.15
+
+
+def test_grey_frames_as_rgb_stay_grey_and_are_read_as_linear():
+    job, gt = _translation_case()
+    grey = [
+        np.repeat(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+        for f in (job.frame0, job.frame1)
+    ]
+    gjob = IntervalJob(0, grey[0], grey[1], 0, T1, job.events, job.timestamps_us)
+    gt_grey = np.stack(
+        [np.repeat(cv2.cvtColor(g, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2) for g in gt]
+    )
+    fusion = FusionInterpolator()
+    out = fusion.interpolate(gjob)
+    assert fusion.last_gamma == 1.0
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+    blend = _psnr(BlendInterpolator().interpolate(gjob), gt_grey, 12)
+    assert _psnr(out, gt_grey, 12) > blend + 3
+
+
+def test_no_events_and_no_instants():
+    job, _ = _translation_case()
+    empty = IntervalJob(
+        0, job.frame0, job.frame1, 0, T1, EventBatch.empty(np.float32), job.timestamps_us
+    )
+    out = FusionInterpolator().interpolate(empty)
+    assert out.shape == (7, H, W, 3) and out.dtype == np.uint8
+    none = IntervalJob(0, job.frame0, job.frame1, 0, T1, job.events, np.empty(0, np.int64))
+    assert FusionInterpolator().interpolate(none).shape == (0, H, W, 3)
+
+
+def test_fusion_is_the_default_model():
+    assert DEFAULT_MODEL == "fusion"
+    assert isinstance(make_interpolator("fusion"), FusionInterpolator)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"gamma": 0.0},
+        {"band": 0},
+        {"dead": -1},
+        {"blur": 99},
+        {"prior_events": 0},
+        {"preset": 5},
+        {"fb_px": 0},
+    ],
+)
+def test_config_rejects_bad_values(kwargs):
+    with pytest.raises(ValueError, match="FusionConfig"):
+        FusionConfig(**kwargs)
