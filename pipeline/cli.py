@@ -450,12 +450,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from calibration import commands as calibration_commands
     from models import commands as model_commands
-    from pipeline import bench, replay_commands, soak, sync_commands
+    from pipeline import bench, replay_commands, report, soak, sync_commands
     from pipeline.console import commands as console_commands
     from rig import commands as rig_commands
 
     replay_commands.register(sub)
     sync_commands.register(sub)
+    report.register(sub)
     bench.register(sub)
     soak.register(sub)
     rig_commands.register(sub)
