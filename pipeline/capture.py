@@ -19,8 +19,8 @@ import zmq
 
 from calibration.mapping import EventToFrameMap
 from pipeline import wire
-from pipeline.dispatch import Dispatcher, PoolDispatcher
-from pipeline.intervals import EventWindow, IntervalCutter, inserted_for
+from pipeline.dispatch import Dispatcher, IntervalFlow, Outcome, PoolDispatcher
+from pipeline.intervals import EventWindow, IntervalCutter, Key, inserted_for
 from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder
 from pipeline.ring import RingBuffer, RingClosed, RingFull
@@ -50,6 +50,34 @@ class CaptureCounters:
     recorder_messages_dropped: int = 0
     first_event_us: int | None = None
     last_event_us: int | None = None
+
+
+class RecorderLink:
+    """The interval flow's sink live: the recorder process, told over its socket (never
+    blocking capture). Results go from the workers to the recorder directly."""
+
+    def __init__(
+        self, send: Callable[[wire.Message], None], totals: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.send = send
+        self.totals = totals
+
+    def keyframe(self, key: Key) -> None:
+        meta = {"index": key.index, "t_us": key.t_us}
+        self.send(wire.Message("keyframe", meta, {"image": key.image}))
+
+    def interval(self, index: int, status: str, reason: str = "") -> None:
+        meta: dict[str, Any] = {"index": index, "status": status}
+        if reason:
+            meta["reason"] = reason
+        self.send(wire.Message("interval", meta))
+
+    def result(self, outcome: Outcome) -> None:
+        # Only an interval too short to insert anything comes here: nothing to record.
+        self.interval(outcome.index, "skipped", "too short to insert frames")
+
+    def end(self, last_keyframe: int) -> None:
+        self.send(wire.Message("end", {"last_keyframe": last_keyframe, **self.totals()}))
 
 
 @dataclass
@@ -137,6 +165,7 @@ class CaptureNode:
             instants=lambda t0, t1: inserted_for(t0, t1, factor, None),
         )
         self._watermark = -(2**62)
+        self.flow = IntervalFlow(self.dispatch, RecorderLink(self._to_recorder, self.summary))
 
     # -- inference path ---------------------------------------------------------------
     def _to_recorder(self, msg: wire.Message) -> None:
@@ -146,40 +175,28 @@ class CaptureNode:
             self.counters.recorder_messages_dropped += 1
 
     def _poll_pool(self) -> None:
-        for lost in self.dispatch.poll():
-            self.counters.intervals_lost += 1
-            self._to_recorder(
-                wire.Message(
-                    "interval", {"index": lost.index, "status": "failed", "reason": lost.reason}
-                )
-            )
+        self.flow.poll()  # intervals lost with their worker are reported failed
+        self.counters.intervals_lost = self.flow.lost
 
     def _on_keyframe(self, frame: Frame) -> None:
-        t_mid = frame.mid_exposure_us
-        key = self.cutter.add_keyframe(frame.index, frame.image, t_mid, time.time())
+        key = self.cutter.add_keyframe(frame.index, frame.image, frame.mid_exposure_us, time.time())
         if key is None:  # not after the previous keyframe: in the raw file, not the output
             self.counters.keyframes_dropped += 1
             return
         self.counters.keyframes += 1
-        self._to_recorder(
-            wire.Message("keyframe", {"index": key.index, "t_us": t_mid}, {"image": frame.image})
-        )
+        self.flow.keyframe(key)
 
     def _dispatch_ready(self, final: bool = False) -> None:
         for cut in self.cutter.cuts(self._watermark, final):
-            k = cut.index
-            self.counters.intervals += 1
-            status = {"index": k, "status": "dispatched"}
-            # Latency is measured from the moment the interval's closing keyframe arrived.
-            if cut.job is not None and self.dispatch.offer(cut.job, cut.k1.arrival):
-                self.counters.intervals_dispatched += 1
-            else:
-                reason = cut.reason or ("all workers busy" if cut.job else "too short")
-                status = {"index": k, "status": "skipped", "reason": reason}
-                self.counters.intervals_skipped += 1
-            self._to_recorder(wire.Message("interval", status))
+            self.flow.cut(cut)
             self.window.trim(cut.k1.t_us)
-        self.counters.live_events_dropped = self.window.dropped
+        c, f = self.counters, self.flow
+        c.intervals, c.intervals_dispatched, c.intervals_skipped = (
+            f.intervals,
+            f.dispatched,
+            f.skipped,
+        )
+        c.live_events_dropped = self.window.dropped
 
     # -- main loop --------------------------------------------------------------------
     def _handle_events(self, item: EventSlice) -> None:
@@ -286,11 +303,7 @@ class CaptureNode:
                 if p.thread is not None:
                     p.thread.join(timeout=5)
             self.counters.camera_skipped_frames = self.frames.skipped_frames
-            self._to_recorder(
-                wire.Message(
-                    "end", {"last_keyframe": self.counters.keyframes - 1, **self.summary()}
-                )
-            )
+            self.flow.end(self.counters.keyframes - 1)
         return self.counters
 
     def summary(self) -> dict:

@@ -19,15 +19,17 @@ import abc
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from contracts.jobs import IntervalJob
+from pipeline.intervals import Cut, Key
 
 log = logging.getLogger(__name__)
 
 POLICIES = ("skip", "queue")
+LOST = "its worker died, none free"
 
 
 class DispatchError(RuntimeError):
@@ -183,7 +185,7 @@ class PoolDispatcher(Dispatcher):
         live = self.policy == "skip"
         for index in self.pool.poll(live=live):  # live: lost with its worker, none free
             self.pending.pop(index, None)
-            done.append(Outcome(index, reason="its worker died, none free"))
+            done.append(Outcome(index, reason=LOST))
         if self.results is None:
             return done
         done += self._receive(timeout_s)
@@ -239,3 +241,66 @@ class PoolDispatcher(Dispatcher):
         return {
             "workers": {k: {f: v.get(f) for f in fields} for k, v in self.workers.items()},
         }
+
+
+class IntervalSink(Protocol):
+    """Where keyframes and the fate of every interval are told: live, the recorder
+    process (wire messages); replay, the ordered writer in this process."""
+
+    def keyframe(self, key: Key) -> None: ...
+
+    def interval(self, index: int, status: str, reason: str = "") -> None:
+        """status: "dispatched", "skipped" or "failed" (with the reason)."""
+
+    def result(self, outcome: Outcome) -> None:
+        """Frames that came back to this process (replay; live results go from the
+        workers straight to the recorder)."""
+
+    def end(self, last_keyframe: int) -> None: ...
+
+
+class IntervalFlow:
+    """Cut intervals -> the dispatcher (its policy decides: skip or queue) -> the sink.
+    The one place that decides what becomes of an interval, live and replay alike."""
+
+    def __init__(self, dispatcher: Dispatcher, sink: IntervalSink) -> None:
+        self.dispatcher = dispatcher
+        self.sink = sink
+        self.intervals = 0
+        self.dispatched = 0
+        self.skipped = 0
+        self.lost = 0  # sent, then lost with its worker
+        self.settled = 0  # outcomes that came back here
+        self.inserted = 0
+
+    def keyframe(self, key: Key) -> None:
+        self.sink.keyframe(key)
+
+    def cut(self, cut: Cut) -> None:
+        self.intervals += 1
+        # Latency is measured from the moment the interval's closing keyframe arrived.
+        arrival = cut.k1.arrival or None
+        if cut.job is not None and self.dispatcher.offer(cut.job, arrival):
+            self.dispatched += 1
+            self.sink.interval(cut.index, "dispatched")
+        elif cut.job is None and not cut.reason:  # too short: nothing to insert
+            self.sink.result(Outcome(cut.index, np.empty(0), np.empty(0, np.int64)))
+        else:
+            self.skipped += 1
+            self.sink.interval(cut.index, "skipped", cut.reason or "all workers busy")
+
+    def poll(self, timeout_s: float = 0.0) -> list[Outcome]:
+        outcomes = self.dispatcher.poll(timeout_s)
+        for o in outcomes:
+            if o.frames is not None and o.timestamps is not None:
+                self.settled += 1
+                self.inserted += len(o.frames)
+                self.sink.result(o)
+            else:
+                self.lost += o.reason == LOST
+                self.settled += 1
+                self.sink.interval(o.index, "failed", o.reason)
+        return outcomes
+
+    def end(self, last_keyframe: int) -> None:
+        self.sink.end(last_keyframe)

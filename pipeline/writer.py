@@ -202,6 +202,11 @@ class OrderedWriter:
         return c.frames - before
 
     @property
+    def intervals_written(self) -> int:
+        c = self.counts
+        return c.next_keyframe - 1 if c.last_written else c.next_keyframe
+
+    @property
     def finished(self) -> bool:
         last = self.last_keyframe
         return self.counts.last_written or (last is not None and self.next_keyframe > last)

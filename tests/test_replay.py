@@ -629,6 +629,17 @@ def test_mp4_output_and_fps_mode(davis_file, sim, tmp_path):
     assert s["output"]["video"].endswith("slowmo.mp4")
 
 
+def test_progress_callback_reports_every_interval(davis_file, tmp_path):
+    """The hook the console uses: done/total intervals, rising, and a final call."""
+    seen: list[dict] = []
+    replay(davis_file, tmp_path / "out", factor=4, on_progress=seen.append)
+    done = [p["done"] for p in seen]
+    assert done == sorted(done) and seen[-1]["final"]
+    assert seen[-1]["done"] == seen[-1]["total"] == 20 and seen[-1]["frames"] == 60
+    with pytest.raises(ValueError, match="on_progress"):
+        ReplayOptions(tmp_path, factor=4, on_progress="not a function")
+
+
 # -- worker processes --------------------------------------------------------------------
 def test_zmq_workers_give_the_in_process_result(davis_file, tmp_path):
     replay(davis_file, tmp_path / "one", factor=4)
