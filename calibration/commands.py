@@ -158,6 +158,12 @@ def _checked(args: argparse.Namespace) -> tuple[Destination, WizardOptions]:
             "--out",
             "choose another --out, or add --force to replace it.",
         )
+    from pipeline.session import OutputFolderError, check_output_folder
+
+    try:  # a read-only --out is found now, not after the views are taken
+        check_output_folder(dest.folder)
+    except OutputFolderError as e:
+        raise CalibrationError(str(e), "--out", "choose a writable folder.") from None
     opts = WizardOptions(
         board=board,
         rig_type=args.rig_type,

@@ -118,6 +118,12 @@ class _SourcePump:
             self.error = exc
         except RingClosed:
             pass
+        except Exception as exc:  # a driver bug (dv's RuntimeError...) fails the session
+            log.debug("%s reader failed", type(self.source).__name__, exc_info=True)
+            self.error = SourceError(
+                f"{type(self.source).__name__} stopped with an unexpected "
+                f"{type(exc).__name__}: {exc}; the recording so far is kept"
+            )
         finally:
             self.ended = True
             try:
@@ -153,13 +159,13 @@ class CaptureNode:
         self.factor = factor
         self.sync = sync or TriggerSync()
         self.max_live_events = max_live_events
+        # Optional lossy preview (pipeline/console/tap.py): only references are handed over.
+        self.tap = tap
         self.counters = CaptureCounters()
         self.error: BaseException | None = None
         # The one interval cutter (shared with replay): events in the RGB grid in a
         # bounded window (drop-oldest, counted), intervals cut once events reach t1.
         self.window = EventWindow(max_live_events)
-        # Optional lossy preview (pipeline/console/tap.py): only references are handed over.
-        self.tap = tap
         self.cutter = IntervalCutter(
             events=lambda k0, k1: self.window.slice(k0.t_us, k1.t_us),
             instants=lambda t0, t1: inserted_for(t0, t1, factor, None),

@@ -209,7 +209,21 @@ def _run_live(
             f"`slomo-rig sync {result.session.path}` (needs brisk motion in the recording), "
             "then replay"
         )
-    return 0 if result.manifest.get("status") == "complete" else 1
+    return _live_exit_code(args, result.manifest)
+
+
+def _live_exit_code(args: argparse.Namespace, manifest: dict) -> int:
+    """0 complete, 130 interrupted (Ctrl-C), 1 anything else, with the first error on
+    stderr: a failure never passes for success."""
+    status = manifest.get("status")
+    if status == "complete":
+        return 0
+    if status == "interrupted":
+        print(f"slomo-rig {args.command}: interrupted; the session is kept", file=sys.stderr)
+        return 130
+    reason = manifest.get("error") or manifest.get("recorder_error") or "see 'slomo-rig info'"
+    print(f"slomo-rig {args.command}: {status}: {reason}", file=sys.stderr)
+    return 1
 
 
 def closing_summary(info: dict) -> str:
@@ -462,10 +476,10 @@ def build_parser() -> argparse.ArgumentParser:
     rig_commands.register(sub)
     calibration_commands.register(sub)
     model_commands.register(sub)
-    console_commands.register(sub)
     from pipeline import holdout
 
     holdout.extend_eval_parser(sub.choices["eval"], replay_commands.add_input_args)
+    console_commands.register(sub)
     return parser
 
 
@@ -476,19 +490,29 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    from pipeline.errors import USER_ERRORS
+    from pipeline.errors import is_user_error
 
     try:
         return int(args.func(args) or 0)
-    except USER_ERRORS as exc:
-        if args.verbose:
-            raise
-        print(f"slomo-rig {args.command}: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print(f"slomo-rig {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        if is_user_error(exc):
+            print(f"slomo-rig {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        # Anything else is a bug, and must not pass for a user error (exit 1).
+        print(
+            f"slomo-rig {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in slomo-rig: run again with -v for the traceback and report it",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from pipeline.entry import main as entry_main
+
+    sys.exit(entry_main())

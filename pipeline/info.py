@@ -5,28 +5,64 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import SessionError
+from pipeline.aedat4 import MAGIC
 from pipeline.session import Session
+
+STATUS_NOTES = {
+    "recording": "the recording was cut off (crash or power loss): raw data up to the cut is "
+    "readable; run 'slomo-rig replay' to interpolate it",
+    "interrupted": "the recording was stopped with Ctrl-C: everything captured before is kept",
+    "failed": "the recording failed (see the error above): everything captured before the "
+    "failure is kept and can be replayed",
+    "incomplete": "the recording ended but parts are missing (see the error above)",
+}
+
+
+def _raw_state(path: Path) -> str | None:
+    """None if the raw file starts like an AEDAT4 file, else what is wrong with it."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(len(MAGIC))
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        return f"unreadable ({exc.strerror or exc})"
+    if not head:
+        return "empty (0 bytes)"
+    if head != MAGIC:
+        return "damaged (not an AEDAT4 file)"
+    return None
 
 
 def describe(path: Path) -> dict[str, Any]:
     session = Session.open(path)
-    data = session.read()
+    manifest = session.manifest()
+    data = manifest.data
     files = {}
-    for key, name in data.get("files", {}).items():
+    for key, name in manifest.files.items():
         f = session.path / name
         files[key] = {
             "path": str(f),
-            "exists": f.exists(),
-            "bytes": f.stat().st_size if f.exists() else 0,
+            "exists": f.is_file(),
+            "bytes": f.stat().st_size if f.is_file() else 0,
         }
-    out = data.get("output", {})
-    status = data.get("status", "?")
-    notes = []
-    if status == "recording":
-        notes.append(
-            "the recording was cut off (crash or power loss): raw data up to the cut is "
-            "readable; run 'slomo-rig replay' to interpolate it"
+    status = manifest.status
+    raw_problem = _raw_state(session.path / manifest.files.raw)
+    if raw_problem is not None and status == "complete":
+        raise SessionError(
+            f"{session.path} says it is complete, but its raw recording "
+            f"{manifest.files.raw} is {raw_problem}: the session is damaged and cannot be "
+            "replayed (restore the file from a copy)"
         )
+    out = data.get("output", {})
+    notes = []
+    if status in STATUS_NOTES:
+        notes.append(STATUS_NOTES[status])
+    if raw_problem is not None:
+        notes.append(f"the raw recording {manifest.files.raw} is {raw_problem}")
+    if isinstance(data.get("recorder_error"), str):
+        notes.append(data["recorder_error"])
     if out.get("status") not in (None, "complete"):
         notes.append(
             f"the slow-motion output is {out.get('status')}: the video ends where it stopped"

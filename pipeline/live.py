@@ -4,16 +4,22 @@ inference workers as separate processes on loopback ZeroMQ.
 Order of teardown is what keeps recordings safe: capture stops and closes the raw
 file first, then the recorder drains and closes the video, then workers are stopped.
 A crashed worker or recorder never reaches into the capture process.
+
+Failures are never success: a source, thread or process that dies makes the session
+"failed" (first error kept, in session.json and on screen, exit code 1); Ctrl-C makes
+it "interrupted" (exit 130). Ctrl-C reaches only this process (pipeline/procs.py):
+the interval in flight gets `stop_grace_s` to finish, then the recorder lists the
+rest as skipped and closes the video.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import multiprocessing as mp
 import secrets
 import shutil
-import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -26,21 +32,22 @@ from typing import Any
 import zmq
 
 from calibration.mapping import EventToFrameMap
+from contracts.errors import LiveError, ProcessDied
 from models.registry import DEFAULT_MODEL
+from pipeline import wire
 from pipeline.capture import CaptureCounters, CaptureNode
 from pipeline.pool import WorkerPool
+from pipeline.procs import Interrupts, recorder_entry, say, start_shielded
 from pipeline.rawfile import RawRecorder
-from pipeline.recorder import run_recorder
 from pipeline.security import check_bind
-from pipeline.session import CALIBRATION_FILE, CLOCK_FILE, Session
+from pipeline.session import CALIBRATION_FILE, CLOCK_FILE, Session, write_json_atomic
 from rig.base import EventSource, FrameSource
 from rig.sync import HostClockSync, TriggerSync
 
 log = logging.getLogger(__name__)
 
 
-class LiveError(RuntimeError):
-    """The live pipeline could not start or stopped with an error."""
+__all__ = ["LiveError", "LiveOptions", "LiveResult", "run_live"]
 
 
 @dataclass
@@ -63,6 +70,7 @@ class LiveOptions:
     result_port: int = 0
     keys: Path | None = None
     heartbeat_timeout_s: float = 5.0
+    stop_grace_s: float = 2.0  # after Ctrl-C: time the intervals in flight get to finish
     # Lossy preview for the operator console (pipeline/console): a ZeroMQ endpoint the
     # capture node and the recorder publish previews to; never slows capture.
     preview_endpoint: str | None = None
@@ -101,6 +109,78 @@ def _progress_line(c: CaptureCounters, t_start: float) -> None:
     sys.stderr.flush()
 
 
+def _check_ports(opts: LiveOptions) -> None:
+    """Fixed ports are tried before anything starts: a port in use is a user error
+    found in a second, not a recorder that dies while starting."""
+    for option, port in (("--job-port", opts.job_port), ("--result-port", opts.result_port)):
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((opts.bind_host, port))
+            except OSError as exc:
+                raise LiveError(
+                    f"{option} {port}: cannot listen on {opts.bind_host}:{port} "
+                    f"({exc.strerror or exc}); choose another port or stop what uses it"
+                ) from None
+
+
+def _update(session: Session, **sections: Any) -> None:
+    """A session update that a full disk must not turn into a crash: the manifest
+    stays as it was (atomic write) and the final status write tries again later."""
+    try:
+        session.update(**sections)
+    except OSError as exc:
+        log.warning("could not update %s: %s", session.manifest_path, exc)
+
+
+def _death(p: mp.Process) -> str:
+    code = p.exitcode
+    how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited {code}"
+    return f"the {p.name.removeprefix('slomo-')} process {how}"
+
+
+def _settle_recorder(
+    recorder: mp.Process, pool: WorkerPool | None, rec_sock: zmq.Socket, wait_s: float
+) -> None:
+    """Wait up to wait_s for the recorder to write every interval in flight, polling
+    the pool meanwhile so that an interval whose worker died is reported lost as soon
+    as the pool notices (heartbeat), not after the recorder's job timeout. Then the
+    recorder is told to stop (SIGTERM: it lists what is unsettled as skipped)."""
+    deadline = time.monotonic() + wait_s
+    while recorder.is_alive() and time.monotonic() < deadline:
+        recorder.join(0.1)
+        if pool is None:
+            continue
+        for index in pool.poll(live=True):
+            reason = "its worker died while the recording was closing"
+            msg = wire.Message("interval", {"index": index, "status": "failed", "reason": reason})
+            with contextlib.suppress(zmq.ZMQError):
+                wire.send(rec_sock, msg, flags=zmq.NOBLOCK)
+    if recorder.is_alive():
+        recorder.terminate()
+        recorder.join(10)
+    if recorder.is_alive():
+        recorder.kill()
+        recorder.join(5)
+
+
+def _stop_workers(pool: WorkerPool, wait_s: float = 1.0) -> None:
+    """Once the recorder is done nothing a worker still sends matters: ask them all to
+    stop at once, and kill any that lingers (a worker's last status message to a gone
+    recorder would otherwise hold it for seconds)."""
+    procs = [p for p in pool.processes if p.is_alive()]
+    for p in procs:
+        p.terminate()
+    deadline = time.monotonic() + wait_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(5)
+
+
 def run_live(
     event_source: EventSource,
     frame_source: FrameSource,
@@ -110,13 +190,32 @@ def run_live(
     on_started: Callable[[dict[str, list[mp.Process]]], None] | None = None,
     stop: threading.Event | None = None,
 ) -> LiveResult:
+    """Record until `stop`, --seconds, a source ends, or Ctrl-C. Returns the result of
+    any run that recorded something, whatever its status ("complete", "interrupted",
+    "failed"; see the manifest's "error"). Raises a user error for what is wrong before
+    anything is recorded (then no session folder is left), and KeyboardInterrupt for a
+    Ctrl-C before capture started."""
     check_bind(opts.bind_host, opts.keys)  # before anything is created
-    session = Session.create(opts.out, rig_info, name=opts.session_name)
-    session.update(live={"factor": opts.factor, "model": opts.model, "workers": opts.workers})
-    if opts.calibration is not None:
-        _copy_calibration(Path(opts.calibration), session)
-    ctx = mp.get_context("spawn")
+    _check_ports(opts)
     stop = stop or threading.Event()
+    with Interrupts(stop) as interrupts:
+        return _run(
+            event_source, frame_source, mapper, rig_info, opts, on_started, stop, interrupts
+        )
+
+
+def _run(
+    event_source: EventSource,
+    frame_source: FrameSource,
+    mapper: EventToFrameMap | Callable[[EventSource, FrameSource], EventToFrameMap],
+    rig_info: dict[str, Any],
+    opts: LiveOptions,
+    on_started: Callable[[dict[str, list[mp.Process]]], None] | None,
+    stop: threading.Event,
+    interrupts: Interrupts,
+) -> LiveResult:
+    session = Session.create(opts.out, rig_info, name=opts.session_name)
+    ctx = mp.get_context("spawn")
     processes: dict[str, list[mp.Process]] = {"recorder": [], "workers": []}
     zctx = zmq.Context()
     rec_sock = zctx.socket(zmq.PUSH)
@@ -128,15 +227,18 @@ def run_live(
     ipc_dir = tempfile.mkdtemp(prefix="slomo-")
     capture_ep = f"ipc://{ipc_dir}/capture"
     ticket_secret = secrets.token_bytes(32)
-    status, error = "complete", None
-    capture: CaptureNode | None = None
+    error: BaseException | None = None
+    captured = False  # capture ran: there is a raw recording to keep
     raw: RawRecorder | None = None
     pool: WorkerPool | None = None
     tap = None
     try:
+        session.update(live={"factor": opts.factor, "model": opts.model, "workers": opts.workers})
+        if opts.calibration is not None:
+            _copy_calibration(Path(opts.calibration), session)
         parent_conn, child_conn = ctx.Pipe(duplex=False)
         recorder = ctx.Process(
-            target=run_recorder,
+            target=recorder_entry,
             args=(
                 session.path,
                 child_conn,
@@ -152,8 +254,8 @@ def run_live(
             ),
             name="slomo-recorder",
         )
-        recorder.start()
         processes["recorder"].append(recorder)
+        start_shielded(recorder)
         child_conn.close()
         if not parent_conn.poll(30):
             raise LiveError("the recorder process did not start within 30 s")
@@ -202,60 +304,126 @@ def run_live(
                 timer.daemon = True
                 timer.start()
             t_start = time.monotonic()
-            prev_handler = signal.signal(signal.SIGINT, lambda s, f: stop.set())
+            captured = True
+            interrupts.phase = "running" if interrupts.phase == "starting" else interrupts.phase
+            if interrupts.count:
+                stop.set()
             try:
                 capture.run(
                     stop,
                     progress=(lambda c: _progress_line(c, t_start)) if opts.progress else None,
                 )
+            except Exception as exc:
+                error = exc
+                log.debug("capture failed", exc_info=True)
             finally:
-                signal.signal(signal.SIGINT, prev_handler)
+                interrupts.phase = "stopping"
                 if timer:
                     timer.cancel()
                 if opts.progress and sys.stderr.isatty():
                     sys.stderr.write("\n")
                 raw.close()
-                if raw.error is not None and error is None:
+                if raw.error is not None:  # the root cause (disk full) beats its effects
                     error = raw.error
                 mapping = sync.mapping().to_dict()
-                (session.path / CLOCK_FILE).write_text(json.dumps(mapping, indent=2))
-                session.update(
-                    capture=capture.summary(),
-                    raw={"file": session.raw_path.name, **raw.counts()},
-                    clock=mapping,
-                    sync=sync.to_dict(),
-                    wall_seconds=round(time.monotonic() - t_start, 3),
-                )
-    except BaseException as exc:
-        status, error = ("interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"), exc
-        if not isinstance(exc, KeyboardInterrupt):
-            log.debug("live pipeline failed", exc_info=True)
+                try:
+                    write_json_atomic(session.path / CLOCK_FILE, mapping, use_reserve=True)
+                except OSError as exc:
+                    log.warning("could not write %s: %s", CLOCK_FILE, exc)
+                sections: dict[str, Any] = {
+                    "capture": capture.summary(),
+                    "raw": {"file": session.raw_path.name, **raw.counts()},
+                    "clock": mapping,
+                    "sync": sync.to_dict(),
+                    "wall_seconds": round(time.monotonic() - t_start, 3),
+                }
+                if error is not None:  # said at once: a full disk may not allow it later
+                    sections.update(status="failed", error=str(error))
+                _update(session, **sections)
+                if interrupts.count:
+                    say(
+                        f"slomo-rig: stopping: raw recording closed ({raw.counts()['events']:,} events)"
+                    )
+    except KeyboardInterrupt as exc:
+        error = exc
+    except Exception as exc:
+        error = exc
+        log.debug("live pipeline failed", exc_info=True)
     finally:
-        recorder_ok = True
+        interrupts.phase = "stopping"
+        if interrupts.count and pool is not None:
+            say(
+                f"slomo-rig: stopping: waiting up to {opts.stop_grace_s:g} s for the intervals in flight"
+            )
+        recorder_died = None
         for p in processes["recorder"]:
-            p.join(opts.drain_timeout_s + 30 if capture is not None else 5)
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
-            recorder_ok = p.exitcode == 0
+            if p.pid is None:
+                continue  # never started
+            if not captured:
+                wait_s = 0.0
+            elif interrupts.count:
+                wait_s = opts.stop_grace_s
+            else:
+                wait_s = opts.drain_timeout_s + 30
+            _settle_recorder(p, pool, rec_sock, wait_s)
+            if p.exitcode != 0:
+                recorder_died = _death(p)
         if tap is not None:
             tap.close()
         if pool is not None:
-            session.update(pool=pool.stats.to_dict())
+            if interrupts.count:
+                say("slomo-rig: stopping: stopping the workers")
+            _update(session, pool=pool.stats.to_dict())
+            _stop_workers(pool)
             pool.close()
-        rec_sock.close()
+        rec_sock.close(linger=0 if interrupts.count else 5000)
         zctx.term()
         shutil.rmtree(ipc_dir, ignore_errors=True)
-        if error is not None and status == "complete":
-            status = "failed"
-        final: dict[str, Any] = {"status": status}
+    return _finish(session, opts, captured, error, recorder_died, interrupts.count > 0, processes)
+
+
+def _finish(
+    session: Session,
+    opts: LiveOptions,
+    captured: bool,
+    error: BaseException | None,
+    recorder_died: str | None,
+    interrupted: bool,
+    processes: dict[str, list[mp.Process]],
+) -> LiveResult:
+    """The final status, written once everything has stopped; the first error is kept."""
+    if not captured:
+        # Nothing was recorded: leave no folder behind, say why it did not start.
+        shutil.rmtree(session.path, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt) or (interrupted and error is None):
+            raise KeyboardInterrupt("interrupted before recording started")
         if error is not None:
-            final["error"] = str(error)
-        if not recorder_ok:
-            final["recorder_error"] = "the recorder process died; the video ends where it stopped"
-        manifest = session.update(**final)
+            raise error
+    final: dict[str, Any] = {}
+    if recorder_died is not None:
+        final["recorder_error"] = (
+            f"{recorder_died}: the video ends where it stopped; the raw recording is kept "
+            "('slomo-rig replay' makes the video again)"
+        )
+        if error is None:
+            error = ProcessDied(final["recorder_error"])
     if isinstance(error, KeyboardInterrupt):
-        raise KeyboardInterrupt(f"interrupted; session so far: {session.path}")
+        error = None
     if error is not None:
-        raise LiveError(f"{error}\nSession so far: {session.path}") from error
+        final.update(status="failed", error=str(error))
+    elif interrupted:
+        final["status"] = "interrupted"
+    else:
+        output = session.read().get("output", {}).get("status")
+        final["status"] = "complete" if output == "complete" else "incomplete"
+        if output != "complete":  # the recorder had to be stopped before it was done
+            final["error"] = (
+                f"the slow-motion output is {output or 'missing'}: the video ends early; "
+                "'slomo-rig replay' makes it again from the raw recording"
+            )
+    try:
+        manifest = session.finish(**final)
+    except OSError as exc:
+        log.error("could not write the final status to %s: %s", session.manifest_path, exc)
+        manifest = {**session.read(), **final}
     return LiveResult(session, manifest, processes)

@@ -26,6 +26,7 @@ import zmq
 from pipeline import wire
 from pipeline.messages import MAX_INDEX
 from pipeline.peers import MAX_WORKERS, PeerLog, peer_of, stamp_job
+from pipeline.procs import start_shielded
 from pipeline.security import configure_server
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ class WorkerPool:
             name=f"slomo-{name}",
             daemon=True,
         )
-        p.start()
+        start_shielded(p)  # Ctrl-C reaches only the parent, which stops workers
         self._procs[name] = p
         self.started.append(p)
         self._ready_events[name] = ready  # the child unpickles it: keep it alive

@@ -1,28 +1,29 @@
 """The lossless raw recording, written on its own thread so that file I/O never
 stalls sensor reading, and fed through a blocking ring so nothing is ever dropped.
 
-A write error (disk full, device gone) stops the writer cleanly: the file is closed
-so everything already written stays readable, and `error` tells the capture node.
+A write error (disk full, device gone) stops the writer cleanly: the file is cut back
+to its last whole packet so that everything already written stays readable (dv's
+reader scans a file whose packet table was never written), `error` tells the capture
+node, and `counts()` says how many events the file holds.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path
 
 import numpy as np
 
+from contracts.errors import RawWriteError
 from pipeline.aedat4 import Aedat4Writer
 from pipeline.ring import RingBuffer, RingClosed
 from rig.types import EventBatch, Frame
 
 log = logging.getLogger(__name__)
 
-
-class RawWriteError(RuntimeError):
-    """The raw recording could not be written; the message says what happened and
-    what was kept."""
+__all__ = ["RawRecorder", "RawWriteError"]
 
 
 class RawRecorder:
@@ -51,6 +52,7 @@ class RawRecorder:
         self.events_written = 0
         self.frames_written = 0
         self.triggers_written = 0
+        self._on_disk: dict[str, int] | None = None
         self._thread = threading.Thread(target=self._run, name="raw-writer", daemon=True)
         self._thread.start()
 
@@ -69,6 +71,7 @@ class RawRecorder:
         self._put(("frame", frame))
 
     def _run(self) -> None:
+        failed = False
         try:
             while True:
                 try:
@@ -86,21 +89,53 @@ class RawRecorder:
                     self._writer.write_frame(data)
                     self.frames_written += 1
         except OSError as exc:
+            failed = True
+            self._cut_to_whole_packets()
+            ev = self.counts()
             self.error = RawWriteError(
                 f"writing the raw recording {self.path} failed: {exc.strerror or exc}. "
-                f"Recording stopped; the {self.events_written} events and "
-                f"{self.frames_written} frames written before are kept and readable. "
-                "Free disk space or choose another --out folder."
+                f"Recording stopped; the {ev['events']} events and {ev['frames']} frames "
+                "written before are kept and readable. Free disk space or choose another "
+                "--out folder."
             )
             self._ring.close()
         except ValueError as exc:
             self.error = RawWriteError(f"raw recording {self.path}: {exc}")
             self._ring.close()
         finally:
-            try:
-                self._writer.close()
-            except OSError as exc:
-                log.error("closing %s failed: %s", self.path, exc)
+            if not failed:
+                try:
+                    self._writer.close()
+                except OSError as exc:
+                    log.error("closing %s failed: %s", self.path, exc)
+                    self._cut_to_whole_packets()
+
+    def _cut_to_whole_packets(self) -> None:
+        """After a failed write: close without the packet table (dv scans the packets)
+        and drop the packet that was cut in two, so the file ends on a whole packet."""
+        try:
+            self._writer.close()
+            self._on_disk = None  # it closed after all: the table is complete
+            return
+        except OSError:
+            pass
+        try:
+            size = self.path.stat().st_size
+        except OSError:
+            return
+        whole = [p for p in self._writer.packet_index if p[0] + p[2] <= size]
+        end = max((p[0] + p[2] for p in whole), default=None)
+        if end is None:
+            end = min((p[0] - 8 for p in self._writer.packet_index), default=size)
+        try:
+            os.truncate(self.path, min(end, size))
+        except OSError as exc:
+            log.error("cutting %s back to its last whole packet failed: %s", self.path, exc)
+        sids = self._writer.stream_ids
+        self._on_disk = {
+            kind: sum(p[3] for p in whole if p[1] == sids.get(kind, -1))
+            for kind in ("events", "frames", "triggers")
+        }
 
     def close(self) -> None:
         """Write everything queued, then close the file."""
@@ -108,6 +143,9 @@ class RawRecorder:
         self._thread.join()
 
     def counts(self) -> dict[str, int]:
+        """What the file holds: after a write error, only the whole packets on disk."""
+        if self._on_disk is not None:
+            return dict(self._on_disk)
         return {
             "events": self.events_written,
             "frames": self.frames_written,

@@ -133,6 +133,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument(
         "--restart", action="store_true", help="discard an earlier replay in --out and start over"
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="allow --out to be a recording's session folder (replaces its live video)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_replay)
@@ -156,10 +161,27 @@ def input_options(args: argparse.Namespace) -> InputOptions:
     )
 
 
+def _check_out(args: argparse.Namespace) -> None:
+    """--out must be writable, and never a recording's own session folder: its
+    slowmo.mp4 and timestamps.csv are the live output, which a replay (even with
+    --restart) would replace; --force allows it."""
+    from pipeline.session import MANIFEST, OutputFolderError, check_output_folder
+
+    out = Path(args.out)
+    if (out / MANIFEST).is_file() and not getattr(args, "force", False):
+        raise OutputFolderError(
+            f"--out {out} is a recording's session folder: the replay would replace its "
+            f"live slowmo.mp4 and timestamps.csv; choose another folder (e.g. --out "
+            f"{out / 'replay'}), or add --force to replace them"
+        )
+    check_output_folder(out)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from pipeline.inputs import InputError, open_input
     from pipeline.replay import ReplayError, ReplayOptions, format_summary, run_replay
 
+    _check_out(args)  # before the input is opened or a model loaded
     user_errors: tuple[type[BaseException], ...] = (InputError, ReplayError, FileNotFoundError)
     try:
         from models.registry import ModelError

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import json
 import os
@@ -16,18 +17,90 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-SESSION_FORMAT = "slomo-rig-session"
-SESSION_VERSION = 1
-RAW_FILE = "raw.aedat4"
+from contracts.errors import OutputFolderError, SessionError
+from contracts.session import (
+    RAW_FILE,
+    SESSION_FORMAT,
+    SESSION_VERSION,
+    TIMESTAMPS_FILE,
+    VIDEO_FILE,
+    Manifest,
+)
+
+__all__ = ["SessionError", "Session", "write_atomic", "write_json_atomic", "check_output_folder"]
+
 MANIFEST = "session.json"
-VIDEO_FILE = "slowmo.mp4"
-TIMESTAMPS_FILE = "timestamps.csv"
 CLOCK_FILE = "clock.json"
 CALIBRATION_FILE = "calibration.json"
+# Space set aside when a session is created and given back on the first "disk full",
+# so that session.json and clock.json can still say what happened (issue 15).
+RESERVE_FILE = ".disk-reserve"
+RESERVE_BYTES = 2 * 1024 * 1024
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
-class SessionError(RuntimeError):
-    """A session folder that cannot be used; the message says what to do."""
+def release_reserve(folder: Path) -> bool:
+    """Give back the session's reserved space; True if there was some to give."""
+    try:
+        (Path(folder) / RESERVE_FILE).unlink()
+    except OSError:
+        return False
+    return True
+
+
+def write_atomic(path: Path, data: str | bytes, use_reserve: bool = False) -> None:
+    """Replace `path` with `data` so that a reader only ever sees the old or the new
+    file, never a partial or empty one: write a temporary file beside it, fsync, then
+    rename. On a full disk the old file stays as it was and OSError is raised; with
+    use_reserve the folder's reserve (if it is a session folder) is released and the
+    write retried, so that the final status of a session that filled its disk is still
+    written. The one helper for every JSON file of a session (session.json, clock.json,
+    replay's progress)."""
+    path = Path(path)
+    payload = data.encode() if isinstance(data, str) else data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    for attempt in (1, 2):
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(payload)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            return
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            disk_full = exc.errno in _DISK_FULL
+            if attempt == 1 and use_reserve and disk_full and release_reserve(path.parent):
+                continue
+            raise
+
+
+def write_json_atomic(path: Path, data: Any, use_reserve: bool = False) -> None:
+    write_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n", use_reserve)
+
+
+def check_output_folder(folder: Path, option: str = "--out") -> Path:
+    """Create `folder` if needed and prove it is writable, before any work starts (a
+    read-only --out must not be found after minutes of computing)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{option} {folder} is a file: give a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".slomo-rig-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputFolderError(
+            f"{option} {folder}: cannot write there ({exc.strerror or exc}); choose a "
+            "writable folder"
+        ) from None
+    return folder
 
 
 def versions() -> dict[str, str]:
@@ -64,19 +137,39 @@ class Session:
 
     @classmethod
     def create(cls, parent: Path, rig: dict[str, Any], name: str | None = None) -> Session:
-        """A new folder under parent, named by the start time unless a name is given."""
-        parent = Path(parent)
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SessionError(f"cannot create output folder {parent}: {exc.strerror}") from None
+        """A new folder under parent, named by the start time unless a name is given.
+        A folder that cannot be written, or a disk without room for the reserve, is
+        refused here, before any process starts."""
+        parent = check_output_folder(Path(parent))
         stem = name or _dt.datetime.now().strftime("session-%Y%m%d-%H%M%S")
         path = parent / stem
         n = 1
-        while path.exists():
-            n += 1
-            path = parent / f"{stem}-{n}"
-        path.mkdir()
+        while True:
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                path = parent / f"{stem}-{n}"
+            except OSError as exc:
+                raise OutputFolderError(
+                    f"--out {parent}: cannot create the session folder {path.name} "
+                    f"({exc.strerror or exc}); choose a writable folder"
+                ) from None
+        try:
+            fd = os.open(path / RESERVE_FILE, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            release_reserve(path)
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            raise OutputFolderError(
+                f"--out {parent}: no room for a recording ({exc.strerror or exc}); free "
+                "disk space or choose another folder"
+            ) from None
         session = cls(path)
         session._write(
             {
@@ -103,33 +196,61 @@ class Session:
         return session
 
     def read(self) -> dict[str, Any]:
+        """The manifest as a dict, after checking it against the schema."""
+        return self.manifest().data
+
+    def manifest(self) -> Manifest:
+        """The manifest, checked (contracts/session.py): a damaged or edited one is a
+        SessionError that names the file and the key."""
+        where = str(self.manifest_path)
         try:
-            text = self.manifest_path.read_text()
+            raw = self.manifest_path.read_bytes()
         except FileNotFoundError:
             raise SessionError(
                 f"{self.path} has no {MANIFEST}: it is not a slomo-rig session "
                 "(to interpolate a recording from another tool, use 'slomo-rig replay')"
             ) from None
+        except OSError as exc:
+            raise SessionError(f"cannot read {where}: {exc.strerror or exc}") from None
         try:
-            data = json.loads(text)
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise SessionError(
+                f"{where} is not UTF-8 text (bad byte at offset {exc.start}): it is damaged; "
+                f"the raw recording {RAW_FILE} is not affected and can still be replayed"
+            ) from None
         except json.JSONDecodeError as exc:
             raise SessionError(
-                f"{self.manifest_path} is corrupt ({exc.msg} at line {exc.lineno}); the raw "
+                f"{where} is corrupt ({exc.msg} at line {exc.lineno}); the raw "
                 f"recording {RAW_FILE} is not affected and can still be replayed"
             ) from None
-        if not isinstance(data, dict) or data.get("format") != SESSION_FORMAT:
-            raise SessionError(f"{self.manifest_path} is not a slomo-rig session manifest")
-        if data.get("format_version", 0) > SESSION_VERSION:
-            raise SessionError(
-                f"{self.manifest_path} was written by a newer slomo-rig "
-                f"(format {data['format_version']}); upgrade to read it"
-            )
-        return data
+        except RecursionError:
+            raise SessionError(f"{where} is corrupt (nested too deeply)") from None
+        return Manifest.from_dict(data, where)
+
+    def file(self, key: str) -> Path:
+        """The session's file for `key` (raw, video, timestamps), inside its folder."""
+        files = self.manifest().files
+        name = dict(files.items()).get(key)
+        if name is None:
+            raise SessionError(f"{self.manifest_path} names no {key!r} file")
+        return self.path / name
 
     def update(self, **sections: Any) -> dict[str, Any]:
         """Merge top-level sections under a file lock, then replace the file atomically,
         so concurrent writers never lose each other's sections and a reader never sees
         half a file."""
+        return self._merge(sections, use_reserve=False)
+
+    def finish(self, **sections: Any) -> dict[str, Any]:
+        """The last update of a recording (its status): may use the space reserved at
+        creation if the disk is full, then gives the reserve back."""
+        try:
+            return self._merge(sections, use_reserve=True)
+        finally:
+            release_reserve(self.path)
+
+    def _merge(self, sections: dict[str, Any], use_reserve: bool) -> dict[str, Any]:
         lock_path = self.path / ".session.lock"
         with open(lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -141,15 +262,13 @@ class Session:
                     else:
                         data[key] = value
                 data["updated"] = now_iso()
-                self._write(data)
+                write_json_atomic(self.manifest_path, data, use_reserve)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
-        tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-        os.replace(tmp, self.manifest_path)
+        write_json_atomic(self.manifest_path, data)
 
 
 def _json_default(obj: Any) -> Any:

@@ -33,15 +33,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import ConfigError
 from rig.base import EventSource, FrameSource, SourceError
+
+__all__ = ["ConfigError", "RigConfig", "SourceConfig", "open_sources"]
 
 EVENT_BACKENDS = ("sim", "inivation", "dv-network", "prophesee", "prophesee-raw")
 FRAME_BACKENDS = ("sim", "basler", "dv-network")
 WIRINGS = ("trigger", "software")
-
-
-class ConfigError(ValueError):
-    """The rig configuration is invalid; the message names the file and key."""
 
 
 @dataclass
@@ -131,10 +130,21 @@ def _source(raw: Any, kind: str, allowed: tuple[str, ...], err) -> SourceConfig:
         raise err(f"{kind}.backend", f"must be one of {allowed}, got {backend!r}")
     sc = SourceConfig(**raw)
     if sc.serial is not None:
+        if isinstance(sc.serial, bool) or not isinstance(sc.serial, str | int):
+            raise err(
+                f"{kind}.serial",
+                f'must be the serial number as text, e.g. "40012345", got {sc.serial!r}',
+            )
         sc.serial = str(sc.serial)
+    for key in ("host", "path"):
+        v = getattr(sc, key)
+        if v is not None and (not isinstance(v, str) or not v.strip()):
+            example = '"192.168.1.20"' if key == "host" else '"recording.raw"'
+            raise err(f"{kind}.{key}", f"must be text in quotes, e.g. {key} = {example}, got {v!r}")
     for key in ("port", "trigger_port"):
         v = getattr(sc, key)
-        if v is not None and (not isinstance(v, int) or not 1 <= v <= 65535):
+        # TOML's true is a bool, which Python counts as the int 1: never a port.
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 65535):
             raise err(f"{kind}.{key}", f"must be a TCP port 1-65535, got {v!r}")
     if not isinstance(sc.settings, dict):
         raise err(f"{kind}.settings", "must be a table")

@@ -147,7 +147,7 @@ def test_skipped_frames_counted(image_dir):
         emulator_image_dir=str(folder),
     )
     with BaslerFrameSource(cfg) as src:
-        time.sleep(0.3)
+        _wait_until(lambda: src.queue_overflow > 0, "the queue to overflow")
         first = src.read(1.0)
         assert first is not None
         skipped = src.skipped_frames
@@ -174,9 +174,17 @@ def test_skipped_images_from_driver(image_dir, monkeypatch):
 
     monkeypatch.setattr(src, "_on_grabbed", slow)
     with src:
-        time.sleep(0.4)
+        _wait_until(lambda: src.driver_skipped > 0, "the driver to skip images")
     assert src.driver_skipped > 0
     assert src.skipped_frames >= src.driver_skipped
+
+
+def _wait_until(condition, what: str, timeout_s: float = 120.0) -> None:
+    """Wait on a condition, not on the machine's speed."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
 
 
 def test_unknown_serial():

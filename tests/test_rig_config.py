@@ -60,6 +60,14 @@ def test_load_good(tmp_path):
         (GOOD + "\n[extra]\na = 1\n", "'extra'"),
         (GOOD.split("[frames]")[0], "'frames' is missing"),
         (GOOD.replace("port = 7777\n", ""), "'events.port' is required"),
+        # wrong types are refused, never coerced (true is the int 1 to Python: port 1)
+        (GOOD.replace("port = 7777", "port = true"), "'events.port' must be a TCP port"),
+        (GOOD.replace("trigger_port = 7778", 'trigger_port = "7778"'), "'events.trigger_port'"),
+        (GOOD.replace('host = "127.0.0.1"', "host = 12"), "'events.host' must be text"),
+        (GOOD.replace('host = "127.0.0.1"', "host = [1]"), "'events.host' must be text"),
+        (GOOD.replace('host = "127.0.0.1"', "path = 42"), "'events.path' must be text"),
+        (GOOD.replace("serial = 40012345", "serial = true"), "'frames.serial'"),
+        (GOOD.replace("serial = 40012345", "serial = [1, 2]"), "'frames.serial'"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, key):

@@ -466,21 +466,19 @@ def test_interval_grids_split_at_tau() -> None:
     np.testing.assert_array_equal(rev, -before[:, ::-1])
 
 
-def test_voxel_grid_speed() -> None:
+def test_voxel_grid_of_a_million_events_keeps_every_event() -> None:
+    """At full scale every event lands in the grid with its weight (its speed is a
+    benchmark, `slomo-rig bench pipeline`, not a timed test)."""
     rng = np.random.default_rng(6)
     n = 1_000_000
-    x, y = (rng.random(n) * 640).astype(np.float32), (rng.random(n) * 480).astype(np.float32)
+    x, y = (rng.random(n) * 639).astype(np.float32), (rng.random(n) * 479).astype(np.float32)
     t = np.sort(rng.integers(0, 10_000, n)).astype(np.int64)
     p = rng.integers(0, 2, n).astype(np.int8)
-    import time
-
-    voxel_grid(x[:1000], y[:1000], t[:1000], p[:1000], 0, 10_000, 5, 480, 640)
-    start = time.perf_counter()
-    voxel_grid(x, y, t, p, 0, 10_000, 5, 480, 640)
-    rate = n / (time.perf_counter() - start)
-    # ~4.5e6 events/s on an idle 2-core box; the bound only catches a per-event Python
-    # loop (~1e5/s) while tolerating a loaded CI machine.
-    assert rate > 4e5, f"voxel grid too slow: {rate:.3g} events/s"
+    grid = voxel_grid(x, y, t, p, 0, 10_000, 5, 480, 640)
+    assert grid.shape == (5, 480, 640)
+    signed = np.where(p > 0, 1.0, -1.0)
+    assert abs(float(grid.sum(dtype=np.float64)) - signed.sum()) < 1e-3 * n
+    assert abs(float(np.abs(grid).sum(dtype=np.float64))) <= n + 1e-3 * n
 
 
 def test_fp16_export_keeps_float32_io(tmp_path: Path) -> None:
@@ -509,4 +507,6 @@ def test_bench_rows_and_table(tmp_path: Path) -> None:
     assert {(r["backend"], r["precision"]) for r in rows} >= {("torch", "fp32"), ("onnx", "fp32")}
     assert all(r["ms_per_frame"] > 0 and r["fps"] > 0 for r in rows)
     table = format_table(rows)
-    assert table.startswith("| size") and "32x48" in table and "CPUExecutionProvider" in table
+    # --sizes and the table are both WxH: sizes=((h, w),) = ((32, 48),) is 48x32
+    assert table.startswith("| size (WxH)") and "| 48x32 |" in table
+    assert "CPUExecutionProvider" in table

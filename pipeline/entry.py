@@ -1,0 +1,56 @@
+"""The `slomo-rig` console entry point: Ctrl-C is handled before anything else runs.
+
+Importing the command line (numpy, zmq, torch for some commands) and building its
+parser take most of a second; a Ctrl-C in that time used to print a KeyboardInterrupt
+traceback and exit -2. This module imports nothing heavy: it installs the handlers
+first, then imports and runs the command line inside one try. The first Ctrl-C (or
+SIGTERM) raises KeyboardInterrupt once; later ones only say that slomo-rig is
+stopping, so the teardown that keeps a recording safe is never cut short
+(pipeline/live.py installs its own handler while recording).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+INTERRUPTED = 130  # 128 + SIGINT, what shells expect after Ctrl-C
+
+
+def _say(text: str) -> None:
+    try:
+        os.write(2, (text + "\n").encode())
+    except OSError:
+        pass
+
+
+def _again(signum: int, frame: object) -> None:
+    _say("slomo-rig: already stopping, please wait")
+
+
+def _first(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGINT, _again)
+    signal.signal(signal.SIGTERM, _again)
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGINT, _first)
+    signal.signal(signal.SIGTERM, _first)
+    try:
+        from pipeline.cli import main as cli_main
+
+        code = cli_main(argv)
+    except KeyboardInterrupt:
+        _say("slomo-rig: interrupted")
+        code = INTERRUPTED
+    # Interpreter shutdown (joining child processes, flushing files) must not be cut by
+    # a late Ctrl-C into a traceback: from here on, signals are ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
