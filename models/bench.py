@@ -190,7 +190,7 @@ def bench_torch_cuda(
 def format_table(rows: Sequence[dict]) -> str:
     """Markdown table of bench_model rows, plus the ONNX/eager speed ratio per size and width."""
     lines = [
-        "| size (HxW) | model width | backend | provider | precision | ms / frame | frames/s | vs eager |",
+        "| size (WxH) | model width | backend | provider | precision | ms / frame | frames/s | vs eager |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     eager = {
@@ -202,7 +202,7 @@ def format_table(rows: Sequence[dict]) -> str:
         base = eager.get((r["height"], r["width_px"], r["model_width"]))
         ratio = f"{r['fps'] / base:.2f}x" if base else "-"
         lines.append(
-            f"| {r['height']}x{r['width_px']} | {r['model_width']:g} | {r['backend']} | "
+            f"| {r['width_px']}x{r['height']} | {r['model_width']:g} | {r['backend']} | "
             f"{r['provider']} | {r['precision']} | {r['ms_per_frame']:.1f} | {r['fps']:.2f} | {ratio} |"
         )
     return "\n".join(lines)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,10 +12,15 @@ from typing import Any
 
 
 def bench_sim(args: argparse.Namespace) -> dict[str, Any]:
+    """Wall-clock and CPU-time real-time factors: on a shared machine the wall clock
+    counts other jobs' time too, the CPU time (this process) much less so."""
     from rig.sim.bench import bench_simulator
     from rig.sim.config import SimConfig
 
-    return {"sim": bench_simulator(seconds=args.seconds, config=SimConfig())}
+    r = bench_simulator(seconds=args.seconds, config=SimConfig())
+    if r.get("cpu_seconds"):
+        r["cpu_realtime_factor"] = r["sim_seconds"] / r["cpu_seconds"]
+    return {"sim": r}
 
 
 def bench_demo(args: argparse.Namespace) -> dict[str, Any]:
@@ -121,14 +125,48 @@ def bench_model_cmd(args: argparse.Namespace) -> dict[str, Any]:
     plus eager torch on CUDA (fp32, fp16; batch 7 = one 8x interval) when torch sees a GPU."""
     import torch
 
-    from models.bench import bench_model, bench_torch_cuda, format_table
+    from models.bench import bench_model, bench_torch_cuda
 
     sizes = tuple(tuple(int(v) for v in s.split("x"))[::-1] for s in args.sizes)
     rows = bench_model(sizes=sizes, widths=tuple(args.widths), repeats=args.repeats)
     if torch.cuda.is_available():
         rows += bench_torch_cuda(sizes=sizes, widths=tuple(args.widths))
-    print(format_table(rows), file=sys.stderr)
     return {"model": rows}
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+    if isinstance(v, list | tuple):
+        return "x".join(_value(x) for x in v) if len(v) == 2 else str(v)
+    return str(v)
+
+
+def format_result(name: str, result: Any) -> str:
+    """One benchmark as a Markdown table: the model bench's rows as its own table,
+    every other bench as measure | value (nested sections flattened with a dot)."""
+    if name == "model":
+        from models.bench import format_table
+
+        return format_table(result)
+    flat: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(f"{prefix}{k}.", v)
+            else:
+                flat.append((f"{prefix}{k}", v))
+
+    walk("", result if isinstance(result, dict) else {"value": result})
+    width = max(len(k) for k, _ in flat) if flat else 7
+    lines = [f"| {'measure':<{width}} | value |", f"| {'-' * width} | ---: |"]
+    lines += [f"| {k:<{width}} | {_value(v)} |" for k, v in flat]
+    return "\n".join(lines)
 
 
 def bench_console_cmd(args: argparse.Namespace) -> dict[str, Any]:
@@ -154,14 +192,19 @@ def cmd_bench(args: argparse.Namespace) -> int:
     results: dict[str, Any] = {}
     for name in names:
         results.update(BENCHES[name](args))
-    # One bench prints its own object (e.g. {"events_per_s": ..., "lost_events": ...}).
-    print(json.dumps(results[names[0]] if len(names) == 1 else results, indent=2))
+        if not args.json:  # each table as soon as its bench is done
+            print(f"\n## bench {name}\n\n{format_result(name, results[name])}", flush=True)
+    if args.json:
+        # One bench prints its own object (e.g. {"events_per_s": ..., "lost_events": ...}).
+        print(json.dumps(results[names[0]] if len(names) == 1 else results, indent=2))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="measure throughput (see docs/benchmarks.md)")
-    p.add_argument("what", choices=[*BENCHES, "all"])
+    p.add_argument(
+        "what", choices=[*BENCHES, "all"], help="which benchmark (all: every one, in turn)"
+    )
     p.add_argument("--seconds", type=float, default=3.0, help="seconds of simulated time")
     p.add_argument("--model", default="integration", help="model for the demo bench")
     p.add_argument(
@@ -175,5 +218,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model bench: width multipliers",
     )
     p.add_argument("--repeats", type=int, default=3, help="model bench: timed runs per row")
-    p.add_argument("--json", action="store_true", help="JSON output (the default format)")
+    p.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table per benchmark"
+    )
     p.set_defaults(func=cmd_bench)

@@ -337,3 +337,25 @@ def test_calibrate_checks_arguments_before_anything(tmp_path):
         proc = run_cli("calibrate", "--auto", *bad, cwd=tmp_path)
         one_line_error(proc, needle)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_bench_prints_a_table_and_json_on_request():
+    import json
+
+    proc = run_cli("bench", "transport", "--seconds", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert "## bench transport" in lines[0]
+    assert any(ln.startswith("| events_per_s") for ln in lines)
+    assert any(ln.startswith("| lost_events ") and ln.endswith("| 0 |") for ln in lines)
+    proc = run_cli("bench", "transport", "--seconds", "0.3", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["lost_events"] == 0
+
+
+def test_model_bench_table_is_labelled_like_its_sizes_option():
+    from models.bench import format_table
+
+    row = dict(height=240, width_px=320, model_width=0.25, backend="torch", provider="cpu")
+    row.update(precision="fp32", batch=1, ms_per_frame=10.0, fps=100.0)
+    table = format_table([row])
+    assert table.startswith("| size (WxH)") and "| 320x240 |" in table  # as --sizes 320x240
