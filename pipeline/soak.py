@@ -61,7 +61,10 @@ def run_soak(
     replay: bool = True,
     log=print,
     fuzz: bool = False,
+    fuzz_per_socket: int | None = None,
 ) -> dict[str, Any]:
+    """fuzz: hostile peers flood the job and results sockets, at full rate for the whole
+    session, or with fuzz_per_socket messages each (tests)."""
     cfg = high_rate_config()
     rig = SimulatedRig(cfg)
     duration = minutes * 60.0
@@ -69,7 +72,7 @@ def run_soak(
     mapper = EventToFrameMap.from_homography(rig.h_event_to_frame, cfg.event_size, cfg.frame_size)
     kills: list[dict[str, Any]] = []
     stop_killing = threading.Event()
-    attacker = HostilePeers(out) if fuzz else None
+    attacker = HostilePeers(out, fuzz_per_socket) if fuzz else None
 
     def killer(processes: dict) -> None:
         pool_procs = processes["workers"]

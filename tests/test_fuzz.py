@@ -349,3 +349,24 @@ def test_live_recording_survives_hostile_peers_on_every_socket(tmp_path):
     assert [r[1] for r in rows] == sorted(r[1] for r in rows)
     assert len(json.dumps(m)) < 100_000
     assert attacker.rss_mb["recorder"] < 1000 and attacker.rss_mb["worker"] < 1500
+
+
+@pytest.mark.slow
+def test_soak_fuzz_passes_and_reports_the_flood(tmp_path):
+    from pipeline.soak import run_soak
+
+    report = run_soak(
+        tmp_path,
+        minutes=0.05,
+        kill_every_s=1e6,
+        workers=1,
+        replay=False,
+        log=print,
+        fuzz=True,
+        fuzz_per_socket=500,
+    )
+    assert report["passed"], report["checks"]
+    fuzz = report["fuzz"]
+    assert fuzz["sent"] == {"jobs": 500, "results": 500}
+    assert fuzz["recorder_bad_messages"] > 0 and fuzz["pool_bad_messages"] > 0
+    assert set(fuzz["peak_rss_mb"]) == {"recorder", "worker"}
