@@ -7,6 +7,11 @@ onnxruntime GPU provider really works (see models.engine.OnnxTimeLens). On the C
 provider the int8 engine (models.quantize, calibrated on simulated-rig inputs) is
 timed in the same interleaved loop, so its "vs eager" ratio comes from one run.
 
+`bench_cpu_default` times the default model (models.registry.DEFAULT_MODEL, the CPU
+fusion) on one DAVIS-like 8x interval at 346x260 (a spinning wheel over a panning
+background, models.fastscenes: about 50k events): the CPU speed target of the default.
+`bench_model` adds its row unless told not to.
+
 `bench_torch_cuda` times eager PyTorch on a CUDA device (fp32 with cuDNN's TF32
 convolutions, and fp16 U-Nets in channels-last layout): the GPU figures on machines
 where torch has CUDA but onnxruntime has no GPU provider (the lent GPU machines hold a
@@ -79,6 +84,7 @@ def bench_model(
     batch: int = 1,
     workdir: str | Path | None = None,
     cpu_precisions: Sequence[str] = ("fp32", "int8"),
+    cpu_default: bool = True,
 ) -> list[dict]:
     """Time every (size, width, backend) and return one dict per measurement.
 
@@ -87,7 +93,8 @@ def bench_model(
     CPU rows are not repeated. On the CPU provider every precision in `cpu_precisions`
     beyond fp32 gets its own engine (int8: quantized once per width, calibrated on
     simulated-rig inputs at the first size). Keys: height, width_px, model_width, backend,
-    provider, precision, batch, ms_per_frame, fps.
+    provider, precision, batch, ms_per_frame, fps. With cpu_default, the last row is
+    `bench_cpu_default` (same keys plus ms_per_interval and factor).
     """
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
@@ -129,7 +136,30 @@ def bench_model(
                 for key, secs in _time_interleaved(runs, repeats):
                     rows.append(_row(size, width, *key, secs, batch))
             del engines
+    if cpu_default:
+        rows.append(bench_cpu_default(repeats=max(5, repeats)))
     return rows
+
+
+def bench_cpu_default(
+    size: tuple[int, int] = (260, 346), factor: int = 8, repeats: int = 5, seed: int = 0
+) -> dict:
+    """The default model on one simulated DAVIS-like interval (models.fastscenes wheel
+    scene, `size` = (height, width)): median ms per interval over `repeats` after a
+    warm-up, with the factor-1 inserted frames of one interval per run."""
+    from models.fastscenes import scene_intervals
+    from models.registry import DEFAULT_MODEL, make_interpolator
+
+    if tuple(size) != (260, 346):
+        raise ValueError(f"bench_cpu_default: the DAVIS-like scene is 260x346, got {size}")
+    job, _ = scene_intervals("wheel", seed, intervals=1, factor=factor)[0]
+    interp = make_interpolator(DEFAULT_MODEL)
+    [(_, secs)] = _time_interleaved(
+        [((DEFAULT_MODEL, "cpu", "fp32"), lambda: interp.interpolate(job))], repeats
+    )
+    row = _row(size, 0.0, DEFAULT_MODEL, "cpu", "fp32", secs, factor - 1)
+    row.update(ms_per_interval=secs * 1000.0, factor=factor, events=len(job.events))
+    return row
 
 
 def bench_torch_cuda(
@@ -201,8 +231,11 @@ def format_table(rows: Sequence[dict]) -> str:
     for r in rows:
         base = eager.get((r["height"], r["width_px"], r["model_width"]))
         ratio = f"{r['fps'] / base:.2f}x" if base else "-"
+        if "ms_per_interval" in r:  # the CPU default: no model width, per interval too
+            ratio = f"{r['ms_per_interval']:.0f} ms / {r['factor']}x interval"
+        width = f"{r['model_width']:g}" if r["model_width"] else "-"
         lines.append(
-            f"| {r['width_px']}x{r['height']} | {r['model_width']:g} | {r['backend']} | "
+            f"| {r['width_px']}x{r['height']} | {width} | {r['backend']} | "
             f"{r['provider']} | {r['precision']} | {r['ms_per_frame']:.1f} | {r['fps']:.2f} | {ratio} |"
         )
     return "\n".join(lines)

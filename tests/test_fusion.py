@@ -177,3 +177,13 @@ def test_fusion_is_the_default_model():
 def test_config_rejects_bad_values(kwargs):
     with pytest.raises(ValueError, match="FusionConfig"):
         FusionConfig(**kwargs)
+
+
+@pytest.mark.slow
+def test_bench_has_the_cpu_default_row_at_davis_size():
+    from models.bench import bench_cpu_default, format_table
+
+    row = bench_cpu_default(repeats=1)
+    assert (row["height"], row["width_px"], row["factor"], row["batch"]) == (260, 346, 8, 7)
+    assert row["backend"] == DEFAULT_MODEL and row["ms_per_interval"] > 0 and row["events"] > 0
+    assert "| 346x260 | - | fusion | cpu |" in format_table([row])

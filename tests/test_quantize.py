@@ -134,7 +134,9 @@ def test_empty_calibration_is_an_error(
 def test_bench_has_int8_rows(tmp_path: Path) -> None:
     from models.bench import bench_model, format_table
 
-    rows = bench_model(sizes=((32, 48),), widths=(0.25,), repeats=1, workdir=tmp_path)
+    rows = bench_model(
+        sizes=((32, 48),), widths=(0.25,), repeats=1, workdir=tmp_path, cpu_default=False
+    )
     got = {(r["backend"], r["precision"]) for r in rows}
     assert got == {("torch", "fp32"), ("onnx", "fp32"), ("onnx", "int8")}
     table = format_table(rows)
