@@ -359,3 +359,25 @@ def test_model_bench_table_is_labelled_like_its_sizes_option():
     row.update(precision="fp32", batch=1, ms_per_frame=10.0, fps=100.0)
     table = format_table([row])
     assert table.startswith("| size (WxH)") and "| 320x240 |" in table  # as --sizes 320x240
+
+
+def test_basler_of_another_size_refused_without_leaving_a_session(tmp_path):
+    """A real frame camera (pylon's emulator) learns its size only when opened: the
+    mismatch is found then, and the session folder made for it goes again."""
+    cfg = tmp_path / "rig.toml"
+    cfg.write_text(
+        'wiring = "software"\n[events]\nbackend = "sim"\n'
+        '[frames]\nbackend = "basler"\n[frames.settings]\npixel_format = "RGB8"\n'
+    )
+    out = tmp_path / "sessions"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYLON_CAMEMU": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "record", "--config", str(cfg), "--out", str(out)]
+        + ["--seconds", "2", "--quiet", "--model", "blend"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    one_line_error(proc, "346x260", "differ", "--calibration")
+    assert not out.exists() or not any(out.iterdir())
