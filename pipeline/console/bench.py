@@ -1,9 +1,10 @@
 """`slomo-rig bench console`: does watching the previews cost capture anything?
 
 One run of the console on the simulated rig in real time records several sessions
-through the page's API, alternating "nobody watching" and "two headless Chromium
-windows on the Live part" (A B A B, so a machine that gets busier mid-run hits both
-alike). For each: capture throughput (events per wall second, rig seconds per wall
+through the page's API, cycling through "nobody watching", "two viewers without a
+browser" (the page's request loop in threads: the server's own cost) and "two headless
+Chromium windows on the Live part" (A B C A B C, so a machine that gets busier
+mid-run hits all alike). For each: capture throughput (events per wall second, rig seconds per wall
 second), drops (camera, live path, recorder messages), the server's and the
 recording process's CPU use; with browsers also the preview frame rate and latency
 the pages measured (capture-side tap time to image decoded in the page).
@@ -20,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -101,9 +103,60 @@ def _browsers(url: str, n: int) -> list:
     return drivers
 
 
+class _HttpViewer:
+    """A viewer without a browser: the page's request loop (next newer image of each
+    preview) in threads, so the server's own cost shows apart from a browser's."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stats = {n: {"frames": 0, "latency_ms": None} for n in PREVIEWS}
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._loop, args=(n,), daemon=True) for n in PREVIEWS
+        ]
+        for t in self._threads:
+            t.start()
+
+    def _loop(self, name: str) -> None:
+        seq = -1
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        while not self._stop.is_set():
+            conn.request("GET", f"/api/preview/{name}.jpg?after={seq}&window=30")
+            r = conn.getresponse()
+            r.read()
+            if r.status == 200 and int(r.getheader("X-Seq")) != seq:
+                seq = int(r.getheader("X-Seq"))
+                st = self.stats[name]
+                st["frames"] += 1
+                st["latency_ms"] = 1000 * (time.time() - float(r.getheader("X-Wall")))
+            elif r.status != 200:
+                time.sleep(0.5)
+        conn.close()
+
+    def execute_script(self, script: str) -> dict:
+        return {n: dict(v) for n, v in self.stats.items()}
+
+    def quit(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(10)
+
+
 def _preview_stats(drivers: list) -> dict[str, list[dict]]:
     script = "return window.previewStats"
     return {name: [d.execute_script(script).get(name, {}) for d in drivers] for name in PREVIEWS}
+
+
+def _viewer_procs(drivers: list) -> list:
+    import psutil
+
+    procs = []
+    for d in drivers:
+        service = getattr(d, "service", None)
+        if service is not None:
+            root = psutil.Process(service.process.pid)
+            procs += [root, *root.children(recursive=True)]
+    return procs
 
 
 def _record(server: _Server, name: str, seconds: float, model: str, drivers: list) -> dict:
@@ -120,6 +173,9 @@ def _record(server: _Server, name: str, seconds: float, model: str, drivers: lis
     srv.cpu_percent(None)
     for c in children:
         c.cpu_percent(None)
+    viewers = _viewer_procs(drivers)
+    for v in viewers:
+        v.cpu_percent(None)
     lat: dict[str, list[float]] = {n: [] for n in PREVIEWS}
     frames0 = {n: [s.get("frames", 0) for s in v] for n, v in _preview_stats(drivers).items()}
     t0 = time.monotonic()
@@ -131,11 +187,13 @@ def _record(server: _Server, name: str, seconds: float, model: str, drivers: lis
     frames1 = {n: [s.get("frames", 0) for s in v] for n, v in _preview_stats(drivers).items()}
     server_cpu = srv.cpu_percent(None)
     capture_cpu = max((c.cpu_percent(None) for c in children if c.is_running()), default=None)
+    browser_cpu = sum(v.cpu_percent(None) for v in viewers if v.is_running())
     server.request("POST", "/api/record/stop")
     _until(lambda: server.state()["record"]["state"] in ("idle", "failed"), 300, "stop")
     return {
         "server_cpu_percent": round(server_cpu, 1),
         "recording_process_cpu_percent": capture_cpu,
+        "browser_cpu_percent": round(browser_cpu, 1) if viewers else None,
         "preview_fps": {
             n: round(
                 statistics.mean(b - a for a, b in zip(frames0[n], frames1[n], strict=True))
@@ -179,14 +237,18 @@ def bench_console(seconds: float = 20.0, model: str = "integration", rounds: int
             "bench console needs selenium and Chromium: pip install selenium; "
             "apt-get install chromium chromium-driver (make test installs them)"
         ) from None
-    runs: dict[str, list[dict]] = {"none": [], "two_browsers": []}
+    runs: dict[str, list[dict]] = {"none": [], "two_http_viewers": [], "two_browsers": []}
     with tempfile.TemporaryDirectory() as tmp:
         sessions = Path(tmp) / "sessions"
         server = _Server(sessions)
         try:
             for r in range(rounds):
-                for case in ("none", "two_browsers"):
-                    drivers = _browsers(server.url, 2) if case == "two_browsers" else []
+                for case in runs:
+                    drivers: list = []
+                    if case == "two_browsers":
+                        drivers = _browsers(server.url, 2)
+                    elif case == "two_http_viewers":
+                        drivers = [_HttpViewer(server.port) for _ in range(2)]
                     try:
                         if drivers:  # the pages show images before the run starts
                             _until(lambda d=drivers: _has_frames(d), 120, "previews")
@@ -209,15 +271,28 @@ def _summary(runs: dict[str, list[dict]]) -> dict[str, Any]:
     def mean(case: str, key: str) -> float:
         return statistics.mean(r[key] for r in runs[case])
 
-    base, watched = mean("none", "events_per_wall_s"), mean("two_browsers", "events_per_wall_s")
-    drops = {case: sum(sum(r["drops"].values()) for r in rs) for case, rs in runs.items()}
-    return {
-        "events_per_wall_s_none": round(base),
-        "events_per_wall_s_two_browsers": round(watched),
-        "throughput_loss_percent": round(100 * (1 - watched / base), 2),
-        "rig_s_per_wall_s_none": round(mean("none", "rig_s_per_wall_s"), 3),
-        "rig_s_per_wall_s_two_browsers": round(mean("two_browsers", "rig_s_per_wall_s"), 3),
-        "drops_total": drops,
-        "server_cpu_percent_none": round(mean("none", "server_cpu_percent"), 1),
-        "server_cpu_percent_two_browsers": round(mean("two_browsers", "server_cpu_percent"), 1),
+    base = mean("none", "events_per_wall_s")
+    out: dict[str, Any] = {
+        "drops_total": {c: sum(sum(r["drops"].values()) for r in rs) for c, rs in runs.items()}
     }
+    for case in runs:
+        rate = mean(case, "events_per_wall_s")
+        out[case] = {
+            "events_per_wall_s": round(rate),
+            "rig_s_per_wall_s": round(mean(case, "rig_s_per_wall_s"), 3),
+            "throughput_loss_percent": round(100 * (1 - rate / base), 2),
+            "server_cpu_percent": round(mean(case, "server_cpu_percent"), 1),
+        }
+        if case != "none":
+            rs = runs[case]
+            cpu = [r["browser_cpu_percent"] for r in rs if r["browser_cpu_percent"] is not None]
+            out[case]["browser_cpu_percent"] = round(statistics.mean(cpu), 1) if cpu else None
+            out[case]["preview_fps"] = {
+                n: round(statistics.mean(r["preview_fps"][n] for r in rs), 1) for n in PREVIEWS
+            }
+            out[case]["preview_latency_ms_p50"] = {
+                n: round(statistics.median(r["preview_latency_ms_p50"][n] for r in rs), 1)
+                for n in PREVIEWS
+                if all(r["preview_latency_ms_p50"] and n in r["preview_latency_ms_p50"] for r in rs)
+            }
+    return out

@@ -243,6 +243,7 @@ class RigController:
         self.camera: dict[str, Any] = {"state": "off", "reason": None}
         self._monitor: tuple[Any, Any, Any] | None = None
         self._record: tuple[Any, Any, Any] | None = None
+        self._outcome: dict[str, Any] | None = None  # how the recording ended, once it has
         self._watch = threading.Thread(target=self._watch_loop, daemon=True)
         self._closing = False
         self.busy_reason: str | None = None  # e.g. the calibration wizard holds the cameras
@@ -382,24 +383,23 @@ class RigController:
                         self.state = {**self.state, "state": "recording"}
                 elif what == "done":
                     ok = arg["status"] == "complete"
-                    self.state = {
-                        **self.state,
+                    self._outcome = {
                         "state": "idle" if ok else "failed",
                         "reason": arg.get("error"),
-                        "last": arg,
                     }
+                    self.state = {**self.state, "state": "stopping", "last": arg}
                 elif what == "failed":
-                    self.state = {
-                        **self.state,
-                        "state": "failed",
-                        "reason": arg["error"],
-                        "last": arg,
-                    }
+                    self._outcome = {"state": "failed", "reason": arg["error"]}
+                    self.state = {**self.state, "state": "stopping", "last": arg}
         if not p.is_alive():
+            # Idle only once the process is gone: its cameras are free for the next start.
             p.join()
             with self._lock:
                 self._record = None
-                if self.state["state"] in ("starting", "recording", "stopping"):
+                if self._outcome is not None:
+                    self.state = {**self.state, **self._outcome}
+                    self._outcome = None
+                elif self.state["state"] in ("starting", "recording", "stopping"):
                     self.state = {
                         **self.state,
                         "state": "failed",

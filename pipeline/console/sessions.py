@@ -112,26 +112,18 @@ def _replay_main(session: str, out: str, opts: dict[str, Any], conn: Any) -> Non
     from pipeline import replay
     from pipeline.inputs import open_input
 
-    class _Reporting(replay._Progress):
-        # replay's own progress object, reporting to the console instead of stderr
-        def update(self, done: int, frames: int, force: bool = False) -> None:
-            now = time.monotonic()
-            if not force and now - self.last < 0.25:
-                return
-            self.last = now
-            conn.send(("progress", {"done": done, "total": self.total, "frames": frames}))
+    def report(p: dict[str, Any]) -> None:
+        conn.send(("progress", {k: p.get(k) for k in ("done", "total", "frames", "eta_s")}))
 
-        def close(self) -> None:
-            pass
-
-    replay._Progress = _Reporting  # type: ignore[misc]
     try:
-        ropts = replay.ReplayOptions(out=Path(out), progress=True, **opts)
+        ropts = replay.ReplayOptions(out=Path(out), progress=False, on_progress=report, **opts)
         with open_input(Path(session)) as source:
             summary = replay.run_replay(source, ropts)
         conn.send(("done", {"status": summary.get("status"), "video": ropts.video_path.name}))
+    except KeyboardInterrupt:  # Ctrl-C in the console's terminal: resumable later
+        conn.send(("failed", "interrupted; start it again to resume"))
     except BaseException as exc:  # noqa: BLE001 - shown in the page
-        conn.send(("failed", f"{type(exc).__name__}: {exc}" if not str(exc) else str(exc)))
+        conn.send(("failed", str(exc) or type(exc).__name__))
 
 
 class ReplayJobs:
