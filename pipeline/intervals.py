@@ -3,9 +3,6 @@ clock and events in the keyframes' pixel grid in, interval jobs out.
 
 - ``EventWindow``: the events in the frame grid that intervals are cut from (live:
   bounded, drop-oldest, counted).
-- ``EventCursor``: a stream of raw event chunks from a file turned into per-interval
-  slices, knowing where events were lost (damage, a cut-off file), so that an
-  interval is never interpolated from incomplete events.
 - ``IntervalCutter``: drops keyframes that are not after the previous one, notes
   frame gaps, and cuts interval k (keyframe k to k+1) once the events have reached
   keyframe k+1 (live: the event watermark; a file: always), with the instants to
@@ -35,7 +32,8 @@ class MissingEvents(Exception):
 
 @dataclass
 class Gap:
-    """Marker in an event chunk stream: events were lost here (the text says why)."""
+    """Marker in an event chunk stream: events were lost here (the text says why),
+    from the last event before it to the first after it."""
 
     reason: str
 
@@ -80,10 +78,11 @@ class EventWindow:
                 self.count -= len(old)
                 self.dropped += len(old)
 
-    def slice(self, t0: int, t1: int) -> EventBatch:
-        """Events with t0 <= t < t1, x/y float32."""
+    def slice(self, t0: int, t1: int, grid: bool = True) -> EventBatch:
+        """Events with t0 <= t < t1; grid: x/y as float32 (else as stored)."""
         parts = [b.time_slice(t0, t1) for b in self._batches if b.t[-1] >= t0 and b.t[0] < t1]
-        return as_grid(EventBatch.concat(parts)) if parts else EventBatch.empty(np.float32)
+        out = EventBatch.concat(parts) if parts else EventBatch.empty(np.float32)
+        return as_grid(out) if grid else out
 
     def trim(self, t_keep: int) -> None:
         """Forget events before t_keep."""
@@ -98,107 +97,6 @@ class EventWindow:
                 b = cut
             kept.append(b)
         self._batches = kept
-
-
-class EventCursor:
-    """Turns a stream of raw event chunks (sensor pixels, file order) into per-interval
-    slices in the frame grid, tracking where events are known to be missing.
-
-    chunks yields EventBatch or Gap; ``clean_end()`` says, once chunks are exhausted,
-    whether the stream ended normally (else everything after its last event counts as
-    missing). Events that go back in time are dropped and counted; a chunk that is out
-    of order inside is sorted and counted.
-    """
-
-    def __init__(
-        self,
-        chunks: Iterator[EventBatch | Gap],
-        mapper: Callable[[EventBatch], EventBatch] | None,
-        clean_end: Callable[[], bool],
-        what_end: Callable[[], str] | None = None,
-    ) -> None:
-        self._chunks = chunks
-        self._map = mapper or as_grid
-        self._clean_end = clean_end
-        self._what_end = what_end or (lambda: "the event stream is cut off")
-        self._window = EventWindow()
-        self._last_t = -FAR
-        self._first_t: int | None = None
-        self._ended = False
-        self._open_gap: str | None = None
-        self.gaps: list[tuple[int, int, str]] = []  # (from_t, to_t, why): events lost in between
-        self.dropped_backwards = 0
-        self.reordered_chunks = 0
-        self.events_read = 0
-
-    def _pull(self) -> bool:
-        try:
-            item = next(self._chunks)
-        except StopIteration:
-            self._ended = True
-            if self._open_gap is not None:
-                self.gaps.append((self._last_t, FAR, self._open_gap))
-            elif not self._clean_end():
-                self.gaps.append((self._last_t, FAR, self._what_end()))
-            return False
-        if isinstance(item, Gap):
-            self._open_gap = self._open_gap or item.reason
-            return True
-        b = item
-        if not len(b):
-            return True
-        if np.any(np.diff(b.t) < 0):
-            b = b[np.argsort(b.t, kind="stable")]
-            self.reordered_chunks += 1
-        if b.t[0] < self._last_t:
-            keep = b.t >= self._last_t
-            self.dropped_backwards += int(len(b) - keep.sum())
-            b = b[keep]
-            if not len(b):
-                return True
-        if self._open_gap is not None:
-            self.gaps.append((self._last_t, int(b.t[0]), self._open_gap))
-            self._open_gap = None
-        if self._first_t is None:
-            self._first_t = int(b.t[0])
-        self._last_t = int(b.t[-1])
-        self.events_read += len(b)
-        self._window.add(self._map(b))
-        return True
-
-    def take(self, t0: int, t1: int) -> EventBatch:
-        """Events with t0 <= t < t1; MissingEvents when some of them are lost."""
-        while not self._ended and self._last_t < t1:
-            self._pull()
-        for g0, g1, why in self.gaps:
-            if g0 < t1 and g1 > t0:
-                self._window.trim(t1)
-                if g1 >= FAR // 2:
-                    raise MissingEvents(f"{why}: no events after t={g0} µs")
-                raise MissingEvents(f"{why}: events between t={g0} and t={g1} µs are lost")
-        if self._ended and self._first_t is None:
-            raise MissingEvents("the input holds no readable events")
-        out = self._window.slice(t0, t1)
-        self._window.trim(t1)
-        return out
-
-    def skip(self, t1: int) -> None:
-        """Read past t1 without keeping the events (resuming)."""
-        while not self._ended and self._last_t < t1:
-            self._pull()
-            self._window.trim(t1)
-        self._window.trim(t1)
-
-    def report(self) -> dict[str, Any]:
-        return {
-            "events_read": self.events_read,
-            "events_dropped_going_back_in_time": self.dropped_backwards,
-            "chunks_reordered": self.reordered_chunks,
-            "event_gaps": [
-                {"from_us": a, "to_us": None if b >= FAR // 2 else b, "reason": why}
-                for a, b, why in self.gaps
-            ],
-        }
 
 
 @dataclass(frozen=True)

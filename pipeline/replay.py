@@ -40,11 +40,12 @@ from pipeline.dispatch import (
 )
 from pipeline.inputs import Keyframe, ReplaySource
 from pipeline.inputs.frames import FileFrameSource
-from pipeline.intervals import Cut, IntervalCutter, Key, inserted_for
+from pipeline.intervals import Cut, EventWindow, IntervalCutter, Key, MissingEvents, inserted_for
 from pipeline.replay_report import SUMMARY_FILE, build_summary, format_summary
 from pipeline.replay_report import Progress as _Progress
 from pipeline.segments import FRAMES_DIR, PARTS_DIR, TIMESTAMPS_FILE, SegmentedOutput, join_videos
 from pipeline.writer import OrderedWriter, WriterCounts, WriterThread
+from rig.types import EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,11 @@ class _WriterLink:
 
 
 class _Prefetch(threading.Thread):
-    """Reads the recording ahead of the compute, as capture reads its cameras: frames
-    from a FrameSource into the interval cutter (pipeline/intervals.py), which takes
-    each interval's events from the input."""
+    """Reads the recording ahead of the compute as capture reads its cameras: frames
+    from a FrameSource and events from an EventSource into an event window and the
+    interval cutter (pipeline/intervals.py); interval k is cut once the events have
+    reached keyframe k+1. Inputs that store events per interval (TimeLens folders)
+    give each interval's events on request instead."""
 
     def __init__(self, source: ReplaySource, opts: ReplayOptions, resume_from: int) -> None:
         super().__init__(name="replay-prefetch", daemon=True)
@@ -145,12 +148,29 @@ class _Prefetch(threading.Thread):
         self.q: queue.Queue = queue.Queue(maxsize=max(8, 4 * opts.workers + 4))
         self.stop = threading.Event()
         self.error: BaseException | None = None
+        self.stream = source.event_source()
+        self.window = EventWindow()  # events as recorded, mapped per interval
+        events = self._from_window if self.stream else self._from_input
         self.cutter = IntervalCutter(
-            events=lambda a, b: source.events(_keyframe(a), _keyframe(b)),
+            events=events,
             instants=lambda t0, t1: inserted_for(t0, t1, opts.factor, opts.fps),
-            skip=lambda a, b: source.skip(_keyframe(a), _keyframe(b)),
+            skip=None if self.stream else self._skip_input,
             resume_from=resume_from,
         )
+
+    def _from_window(self, k0: Key, k1: Key) -> EventBatch:
+        assert self.stream is not None
+        events, to_grid = self.stream
+        why = events.lost(k0.t_us, k1.t_us)
+        if why is not None:
+            raise MissingEvents(why)
+        return to_grid(self.window.slice(k0.t_us, k1.t_us, grid=False))
+
+    def _from_input(self, k0: Key, k1: Key) -> EventBatch:
+        return self.source.events(_keyframe(k0), _keyframe(k1))
+
+    def _skip_input(self, k0: Key, k1: Key) -> None:
+        self.source.skip(_keyframe(k0), _keyframe(k1))
 
     def _put(self, item: object) -> bool:
         while not self.stop.is_set():
@@ -169,6 +189,21 @@ class _Prefetch(threading.Thread):
         finally:
             self._put(_END)
 
+    def _events_until(self, t_us: int) -> int | None:
+        """Read events up to t_us; the watermark (None once the stream has ended: every
+        interval is then cut, those past its end with the reason)."""
+        if self.stream is None:
+            return None
+        events = self.stream[0]
+        while not events.ended and events.last_t < t_us:
+            try:
+                item = events.read()
+            except EOFError:
+                break
+            if item is not None:
+                self.window.add(item.events)
+        return None if events.ended else events.last_t
+
     def _run(self) -> None:
         cutter = self.cutter
         with FileFrameSource(self.source) as frames:
@@ -184,7 +219,8 @@ class _Prefetch(threading.Thread):
                     continue
                 if key.index >= cutter.resume_from and not self._put(key):
                     return
-                for cut in cutter.cuts():
+                for cut in cutter.cuts(self._events_until(key.t_us)):
+                    self.window.trim(cut.k1.t_us)
                     if not cut.resumed and not self._put(cut):
                         return
         if cutter.last is not None and not self.stop.is_set():

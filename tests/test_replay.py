@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 
 import cv2
+import dv_processing as dv
 import numpy as np
 import pytest
 
@@ -24,8 +25,6 @@ from pipeline.replay_commands import main
 from rig.sim.config import SimConfig
 from rig.sim.rig import SimulatedRig
 from rig.types import EventBatch
-
-dv = pytest.importorskip("dv_processing")
 
 SIZE = (160, 120)
 SECONDS = 0.42  # 21 frames at 50 fps, 20 intervals
@@ -172,6 +171,36 @@ def test_reader_matches_dv_on_a_dv_written_davis_file(davis_file, sim):
 
 
 # -- each input kind ---------------------------------------------------------------------
+def test_a_recording_serves_the_live_source_interfaces(davis_file, sim):
+    """Replay reads a file through the interfaces capture reads cameras with: frames on
+    the rig clock from a FrameSource, events in time order from an EventSource, each
+    ending with EOFError."""
+    from pipeline.inputs.frames import FileFrameSource
+    from rig.base import EventSource, FrameSource
+
+    with open_input(davis_file) as src:
+        frames, (events, to_grid) = FileFrameSource(src), src.event_source()
+        assert isinstance(frames, FrameSource) and isinstance(events, EventSource)
+        got, batches = [], []
+        with frames, events:
+            while True:
+                try:
+                    got.append(frames.read())
+                except EOFError:
+                    break
+            while True:
+                try:
+                    batches.append(events.read().events)
+                except EOFError:
+                    break
+        assert [f.timestamp_us for f in got] == list(sim.mids)
+        np.testing.assert_array_equal(got[3].image, sim.images[3])
+        ev = EventBatch.concat(batches)
+        np.testing.assert_array_equal(ev.t, sim.events.t)
+        np.testing.assert_array_equal(ev.x, sim.events.x)
+        assert to_grid(ev).x.dtype == np.float32 and events.lost(0, 10**9) is None
+
+
 def test_davis_file_replays_in_time_order_with_every_interval(davis_file, sim, tmp_path):
     s = replay(davis_file, tmp_path / "out", factor=4)
     assert s["status"] == "complete" and s["input"]["kind"] == "davis"

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import abc
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.intervals import EventCursor, Gap, MissingEvents
+from pipeline.inputs.events import EventCursor, FileEventSource
+from pipeline.intervals import Gap, MissingEvents
 from rig.types import EventBatch
 
 __all__ = [
     "EventCursor",
+    "FileEventSource",
     "Gap",
     "InputError",
     "Keyframe",
@@ -77,6 +79,14 @@ class ReplaySource(abc.ABC):
     def events(self, k0: Keyframe, k1: Keyframe) -> EventBatch:
         """Events with k0.t_us <= t < k1.t_us, x/y float32 in the frame grid, t sorted.
         Raises MissingEvents when they are known to be incomplete."""
+
+    def event_source(
+        self,
+    ) -> tuple[FileEventSource, Callable[[EventBatch], EventBatch]] | None:
+        """The events as one stream in time order (the live EventSource interface) and
+        the mapping of a slice of them into the frame grid; None for inputs that store
+        events per interval (TimeLens folders): ``events`` gives them."""
+        return None
 
     def skip(self, k0: Keyframe, k1: Keyframe) -> None:
         """Move past an interval that an earlier run already replayed (no events needed)."""

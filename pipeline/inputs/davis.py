@@ -15,7 +15,15 @@ from typing import Any
 import numpy as np
 
 from pipeline.inputs.aedat4file import Aedat4File, StreamInfo
-from pipeline.inputs.base import EventCursor, Gap, InputError, Keyframe, MissingEvents, ReplaySource
+from pipeline.inputs.base import (
+    EventCursor,
+    FileEventSource,
+    Gap,
+    InputError,
+    Keyframe,
+    MissingEvents,
+    ReplaySource,
+)
 from rig.types import EventBatch
 
 
@@ -68,6 +76,9 @@ class Aedat4Source(ReplaySource):
 
     def skip(self, k0: Keyframe, k1: Keyframe) -> None:
         self._cursor.skip(k1.t_us)
+
+    def event_source(self) -> tuple[FileEventSource, Callable[[EventBatch], EventBatch]]:
+        return self._cursor.source, self._cursor.to_grid
 
     def expected_keyframes(self) -> int | None:
         if self._expected is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 from pipeline.inputs.aedat4file import MAGIC, Aedat4File
 from pipeline.inputs.base import (
     EventCursor,
+    FileEventSource,
     Gap,
     InputError,
     Keyframe,
@@ -378,6 +379,9 @@ class PairSource(ReplaySource):
 
     def skip(self, k0: Keyframe, k1: Keyframe) -> None:
         self._cursor.skip(k1.t_us)
+
+    def event_source(self) -> tuple[FileEventSource, Callable[[EventBatch], EventBatch]]:
+        return self._cursor.source, self._cursor.to_grid
 
     def expected_keyframes(self) -> int | None:
         n = len(self.frames) or None
