@@ -498,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"slomo-rig {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
+        from pipeline.entry import interrupted
+
+        if interrupted():  # a Ctrl-C that surfaced as another error (an import cut short)
+            print(f"slomo-rig {args.command}: interrupted", file=sys.stderr)
+            return 130
         if args.verbose:
             raise
         if is_user_error(exc):

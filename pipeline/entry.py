@@ -29,7 +29,19 @@ def _again(signum: int, frame: object) -> None:
     _say("slomo-rig: already stopping, please wait")
 
 
+_interrupted = False
+
+
+def interrupted() -> bool:
+    """A Ctrl-C (or SIGTERM) arrived. The KeyboardInterrupt it raised may reach the
+    caller as another exception: an import cut short in C code becomes an ImportError
+    (numpy: "PyCapsule_Import could not import module"); that is still a Ctrl-C."""
+    return _interrupted
+
+
 def _first(signum: int, frame: object) -> None:
+    global _interrupted
+    _interrupted = True
     signal.signal(signal.SIGINT, _again)
     signal.signal(signal.SIGTERM, _again)
     raise KeyboardInterrupt
@@ -42,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.cli import main as cli_main
 
         code = cli_main(argv)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or _interrupted):
+            raise
         _say("slomo-rig: interrupted")
         code = INTERRUPTED
     # Interpreter shutdown (joining child processes, flushing files) must not be cut by

@@ -228,6 +228,7 @@ def _run(
     capture_ep = f"ipc://{ipc_dir}/capture"
     ticket_secret = secrets.token_bytes(32)
     error: BaseException | None = None
+    sections: dict[str, Any] = {}  # what capture learnt, written again with the final status
     captured = False  # capture ran: there is a raw recording to keep
     raw: RawRecorder | None = None
     pool: WorkerPool | None = None
@@ -330,7 +331,7 @@ def _run(
                     write_json_atomic(session.path / CLOCK_FILE, mapping, use_reserve=True)
                 except OSError as exc:
                     log.warning("could not write %s: %s", CLOCK_FILE, exc)
-                sections: dict[str, Any] = {
+                sections = {
                     "capture": capture.summary(),
                     "raw": {"file": session.raw_path.name, **raw.counts()},
                     "clock": mapping,
@@ -379,27 +380,32 @@ def _run(
         rec_sock.close(linger=0 if interrupts.count else 5000)
         zctx.term()
         shutil.rmtree(ipc_dir, ignore_errors=True)
-    return _finish(session, opts, captured, error, recorder_died, interrupts.count > 0, processes)
+    return _finish(
+        session, captured, error, recorder_died, interrupts.count > 0, processes, sections
+    )
 
 
 def _finish(
     session: Session,
-    opts: LiveOptions,
     captured: bool,
     error: BaseException | None,
     recorder_died: str | None,
     interrupted: bool,
     processes: dict[str, list[mp.Process]],
+    sections: dict[str, Any],
 ) -> LiveResult:
-    """The final status, written once everything has stopped; the first error is kept."""
+    """The final status, written once everything has stopped; the first error is kept.
+    Capture's sections go again with it: on a full disk the earlier write may have
+    failed, and this one may use the session's reserve."""
     if not captured:
         # Nothing was recorded: leave no folder behind, say why it did not start.
         shutil.rmtree(session.path, ignore_errors=True)
-        if isinstance(error, KeyboardInterrupt) or (interrupted and error is None):
+        if isinstance(error, KeyboardInterrupt) or interrupted:
+            # (a Ctrl-C during an import may surface as an ImportError: still a Ctrl-C)
             raise KeyboardInterrupt("interrupted before recording started")
         if error is not None:
             raise error
-    final: dict[str, Any] = {}
+    final: dict[str, Any] = dict(sections)
     if recorder_died is not None:
         final["recorder_error"] = (
             f"{recorder_died}: the video ends where it stopped; the raw recording is kept "
