@@ -162,7 +162,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--methods",
         nargs="+",
         default=None,
-        help="model specs (default: timelens integration flow blend); e.g. timelens:run/last.pt",
+        help="model specs (default: fusion timelens integration flow blend); e.g. timelens:run/last.pt",
     )
     p.add_argument(
         "--frame-size",
