@@ -127,7 +127,7 @@ def bench_model_cmd(args: argparse.Namespace) -> dict[str, Any]:
 
     from models.bench import bench_model, bench_torch_cuda
 
-    sizes = tuple(tuple(int(v) for v in s.split("x"))[::-1] for s in args.sizes)
+    sizes = tuple(tuple(int(v) for v in s.lower().split("x"))[::-1] for s in args.sizes)
     rows = bench_model(sizes=sizes, widths=tuple(args.widths), repeats=args.repeats)
     if torch.cuda.is_available():
         rows += bench_torch_cuda(sizes=sizes, widths=tuple(args.widths))
@@ -200,24 +200,40 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def size_arg(text: str) -> str:
+    """WxH, both at least 16 pixels (what --sizes takes)."""
+    w, sep, h = text.lower().partition("x")
+    if not (sep and w.isdigit() and h.isdigit() and int(w) >= 16 and int(h) >= 16):
+        raise argparse.ArgumentTypeError(f"a size is WIDTHxHEIGHT, e.g. 640x480, got {text!r}")
+    return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from pipeline.cli import positive_float, positive_int
+
     p = sub.add_parser("bench", help="measure throughput (see docs/benchmarks.md)")
     p.add_argument(
         "what", choices=[*BENCHES, "all"], help="which benchmark (all: every one, in turn)"
     )
-    p.add_argument("--seconds", type=float, default=3.0, help="seconds of simulated time")
+    p.add_argument("--seconds", type=positive_float, default=3.0, help="seconds of simulated time")
     p.add_argument("--model", default="integration", help="model for the demo bench")
     p.add_argument(
-        "--sizes", nargs="+", default=["256x256", "640x480"], help="model bench: WxH sizes"
+        "--sizes",
+        nargs="+",
+        type=size_arg,
+        default=["256x256", "640x480"],
+        help="model bench: WxH sizes",
     )
     p.add_argument(
         "--widths",
         nargs="+",
-        type=float,
+        type=positive_float,
         default=[1.0, 0.25],
         help="model bench: width multipliers",
     )
-    p.add_argument("--repeats", type=int, default=3, help="model bench: timed runs per row")
+    p.add_argument(
+        "--repeats", type=positive_int, default=3, help="model bench: timed runs per row"
+    )
     p.add_argument(
         "--json", action="store_true", help="print JSON instead of a table per benchmark"
     )

@@ -201,12 +201,21 @@ def cmd_soak(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from pipeline.cli import positive_float, positive_int
+
     p = sub.add_parser("soak", help="long simulated session with worker kills, then replay")
     p.add_argument(
-        "--minutes", type=float, default=10.0, help="length of the live session (default: 10)"
+        "--minutes",
+        type=positive_float,
+        default=10.0,
+        help="length of the live session (default: 10)",
     )
-    p.add_argument("--kill-every", type=float, default=60.0, help="seconds between worker kills")
-    p.add_argument("--workers", type=int, default=2, help="local worker processes (default: 2)")
+    p.add_argument(
+        "--kill-every", type=positive_float, default=60.0, help="seconds between worker kills"
+    )
+    p.add_argument(
+        "--workers", type=positive_int, default=2, help="local worker processes (default: 2)"
+    )
     p.add_argument(
         "--model", default=SOAK_MODEL, help="model live and in replay (default: %(default)s)"
     )

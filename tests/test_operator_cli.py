@@ -381,3 +381,16 @@ def test_basler_of_another_size_refused_without_leaving_a_session(tmp_path):
     )
     one_line_error(proc, "346x260", "differ", "--calibration")
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_bench_and_soak_refuse_impossible_numbers(tmp_path):
+    for args, needle in (
+        (("bench", "model", "--sizes", "64"), "WIDTHxHEIGHT"),
+        (("bench", "sim", "--seconds", "-1"), "must be > 0"),
+        (("soak", "--minutes", "-1", "--out", str(tmp_path / "soak")), "must be > 0"),
+        (("soak", "--workers", "0", "--out", str(tmp_path / "soak")), "must be >= 1"),
+    ):
+        proc = run_cli(*args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert needle in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "soak").exists()
