@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.outputs import Output, OutputError, TimestampsOutput, VideoOutput
+from pipeline.session import write_atomic
 
 FRAMES_DIR = "frames"
 PARTS_DIR = ".parts"
@@ -170,9 +171,7 @@ def truncate_timestamps(path: Path, rows: int) -> None:
     if not path.exists():
         return
     lines = path.read_text().splitlines(keepends=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines[: 1 + rows]))
-    os.replace(tmp, path)
+    write_atomic(path, "".join(lines[: 1 + rows]))
 
 
 def _ticks(frame: int, fps: Fraction, tb: Fraction) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ from pipeline.inputs.aedat4file import Aedat4FormatError
 from pipeline.inputs.base import Gap, InputError
 from pipeline.inputs.davis import aedat4_event_chunks
 from pipeline.inputs.session import SessionSource
-from pipeline.session import CLOCK_FILE, Session, SessionError
+from pipeline.session import CLOCK_FILE, Session, SessionError, write_atomic
 from rig.software_sync import SoftwareSyncReport, estimate_offset_software
 from rig.sync import ClockMapping, SyncError
 from rig.types import EventBatch, Frame
@@ -367,9 +366,7 @@ def _live_clock(session: Session, manifest: dict[str, Any]) -> tuple[Any, str | 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomic replace: a reader never sees half a clock.json."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_plain))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=_plain))
 
 
 def _plain(obj: Any) -> Any:
