@@ -108,6 +108,21 @@ def test_bad_form_values_get_a_message(driver) -> None:
     assert _text(driver, "record-state") == "idle"
 
 
+def test_camera_settings_apply_or_say_why_not(driver) -> None:
+    _tab(driver, "live")
+    form = driver.find_element(By.ID, "camera-form")
+    assert not form.find_element(By.NAME, "gain_db").is_enabled()  # the sim has no gain
+    _fill(driver, "camera-form", exposure_us="abc")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(driver, lambda d: "not a number" in _text(d, "camera-msg"), 60, "message")
+    _fill(driver, "camera-form", exposure_us="3000", frame_rate="40")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(driver, lambda d: _text(d, "camera-msg") == "applied", 120, "applied")
+    wait(driver, lambda d: "camera live" in _text(d, "camera-state"), 120, "camera back")
+    n = _frames(driver, "preview-rgb")
+    wait(driver, lambda d: _frames(d, "preview-rgb") > n, 120, "previews after the change")
+
+
 def test_start_stop_records_a_complete_session(recorded: str, sessions: Path) -> None:
     out = subprocess.run(
         [SLOMO, "info", "--json", str(sessions / recorded)], capture_output=True, text=True

@@ -38,7 +38,7 @@ function show(part) {
   for (const b of $$("button.tab")) b.classList.toggle("active", b.dataset.part === part);
   for (const s of $$(".part")) s.classList.toggle("active", s.id === `part-${part}`);
   if (part === "sessions") loadSessions();
-  location.hash = part;
+  if (location.hash !== `#${part}`) location.hash = part;
 }
 
 // -- previews: each image asks for the next newer frame (lossy: only the newest) ---------
@@ -337,6 +337,7 @@ function init() {
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") hidePattern(); });
   $("#replay-form").addEventListener("submit", startReplay);
   for (const img of $$("img[data-preview]")) previewLoop(img);
+  window.addEventListener("hashchange", () => show((location.hash || "#live").slice(1)));
   show((location.hash || "#live").slice(1));
   pollState();
 }
