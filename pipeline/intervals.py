@@ -33,9 +33,12 @@ class MissingEvents(Exception):
 @dataclass
 class Gap:
     """Marker in an event chunk stream: events were lost here (the text says why),
-    from the last event before it to the first after it."""
+    between t0_us and t1_us where the reader knows (a missing file of a known span),
+    else from the last event before the marker to the first after it."""
 
     reason: str
+    t0_us: int | None = None
+    t1_us: int | None = None
 
 
 def inserted_for(t0_us: int, t1_us: int, factor: int | None, fps: float | None) -> np.ndarray:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import shutil
 import threading
@@ -38,12 +37,13 @@ from pipeline.dispatch import (
     Outcome,
     PoolDispatcher,
 )
-from pipeline.inputs import Keyframe, ReplaySource
+from pipeline.inputs import ReplaySource
 from pipeline.inputs.frames import FileFrameSource
 from pipeline.intervals import Cut, EventWindow, IntervalCutter, Key, MissingEvents, inserted_for
 from pipeline.replay_report import SUMMARY_FILE, build_summary, format_summary
 from pipeline.replay_report import Progress as _Progress
 from pipeline.segments import FRAMES_DIR, PARTS_DIR, TIMESTAMPS_FILE, SegmentedOutput, join_videos
+from pipeline.session import write_atomic
 from pipeline.writer import OrderedWriter, WriterCounts, WriterThread
 from rig.types import EventBatch
 
@@ -110,10 +110,6 @@ class _Last:
 _END = object()
 
 
-def _keyframe(k: Key) -> Keyframe:
-    return Keyframe(k.label, k.image, k.t_us)
-
-
 class _WriterLink:
     """The interval flow's sink in replay: the ordered writer on its thread."""
 
@@ -139,8 +135,7 @@ class _Prefetch(threading.Thread):
     """Reads the recording ahead of the compute as capture reads its cameras: frames
     from a FrameSource and events from an EventSource into an event window and the
     interval cutter (pipeline/intervals.py); interval k is cut once the events have
-    reached keyframe k+1. Inputs that store events per interval (TimeLens folders)
-    give each interval's events on request instead."""
+    reached keyframe k+1."""
 
     def __init__(self, source: ReplaySource, opts: ReplayOptions, resume_from: int) -> None:
         super().__init__(name="replay-prefetch", daemon=True)
@@ -148,29 +143,19 @@ class _Prefetch(threading.Thread):
         self.q: queue.Queue = queue.Queue(maxsize=max(8, 4 * opts.workers + 4))
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        self.stream = source.event_source()
+        self.events, self.to_grid = source.event_source()
         self.window = EventWindow()  # events as recorded, mapped per interval
-        events = self._from_window if self.stream else self._from_input
         self.cutter = IntervalCutter(
-            events=events,
+            events=self._events,
             instants=lambda t0, t1: inserted_for(t0, t1, opts.factor, opts.fps),
-            skip=None if self.stream else self._skip_input,
             resume_from=resume_from,
         )
 
-    def _from_window(self, k0: Key, k1: Key) -> EventBatch:
-        assert self.stream is not None
-        events, to_grid = self.stream
-        why = events.lost(k0.t_us, k1.t_us)
+    def _events(self, k0: Key, k1: Key) -> EventBatch:
+        why = self.events.lost(k0.t_us, k1.t_us)
         if why is not None:
             raise MissingEvents(why)
-        return to_grid(self.window.slice(k0.t_us, k1.t_us, grid=False))
-
-    def _from_input(self, k0: Key, k1: Key) -> EventBatch:
-        return self.source.events(_keyframe(k0), _keyframe(k1))
-
-    def _skip_input(self, k0: Key, k1: Key) -> None:
-        self.source.skip(_keyframe(k0), _keyframe(k1))
+        return self.to_grid(self.window.slice(k0.t_us, k1.t_us, grid=False))
 
     def _put(self, item: object) -> bool:
         while not self.stop.is_set():
@@ -192,9 +177,7 @@ class _Prefetch(threading.Thread):
     def _events_until(self, t_us: int) -> int | None:
         """Read events up to t_us; the watermark (None once the stream has ended: every
         interval is then cut, those past its end with the reason)."""
-        if self.stream is None:
-            return None
-        events = self.stream[0]
+        events = self.events
         while not events.ended and events.last_t < t_us:
             try:
                 item = events.read()
@@ -206,7 +189,7 @@ class _Prefetch(threading.Thread):
 
     def _run(self) -> None:
         cutter = self.cutter
-        with FileFrameSource(self.source) as frames:
+        with FileFrameSource(self.source) as frames, self.events:
             while not self.stop.is_set():
                 try:
                     frame = frames.read()
@@ -229,9 +212,7 @@ class _Prefetch(threading.Thread):
 
 # -- output and state --------------------------------------------------------------------
 def _atomic_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:

@@ -80,17 +80,11 @@ class ReplaySource(abc.ABC):
         """Events with k0.t_us <= t < k1.t_us, x/y float32 in the frame grid, t sorted.
         Raises MissingEvents when they are known to be incomplete."""
 
-    def event_source(
-        self,
-    ) -> tuple[FileEventSource, Callable[[EventBatch], EventBatch]] | None:
-        """The events as one stream in time order (the live EventSource interface) and
-        the mapping of a slice of them into the frame grid; None for inputs that store
-        events per interval (TimeLens folders): ``events`` gives them."""
-        return None
-
-    def skip(self, k0: Keyframe, k1: Keyframe) -> None:
-        """Move past an interval that an earlier run already replayed (no events needed)."""
-        return None
+    @abc.abstractmethod
+    def event_source(self) -> tuple[FileEventSource, Callable[[EventBatch], EventBatch]]:
+        """The events as one stream in time order behind the live EventSource interface
+        (replay reads it as capture reads a camera), and the mapping of a slice of them
+        into the frame grid."""
 
     def expected_keyframes(self) -> int | None:
         """How many frames the input holds, if cheap to know (for the progress bar)."""

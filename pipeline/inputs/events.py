@@ -66,7 +66,10 @@ class FileEventSource(EventSource):
                 self._finish()
                 break
             if isinstance(item, Gap):
-                self._open_gap = self._open_gap or item.reason
+                if item.t0_us is not None and item.t1_us is not None:
+                    self.gaps.append((item.t0_us, item.t1_us, item.reason))
+                else:
+                    self._open_gap = self._open_gap or item.reason
                 continue
             b = self._in_order(item)
             if len(b):
@@ -162,11 +165,6 @@ class EventCursor:
         out = self.to_grid(self._window.slice(t0, t1, grid=False))
         self._window.trim(t1)
         return out
-
-    def skip(self, t1: int) -> None:
-        """Read past t1 without keeping the events (resuming)."""
-        self._read_to(t1)
-        self._window.trim(t1)
 
     def report(self) -> dict[str, Any]:
         return self.source.report()

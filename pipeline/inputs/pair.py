@@ -377,9 +377,6 @@ class PairSource(ReplaySource):
     def events(self, k0: Keyframe, k1: Keyframe) -> EventBatch:
         return self._cursor.take(k0.t_us, k1.t_us)
 
-    def skip(self, k0: Keyframe, k1: Keyframe) -> None:
-        self._cursor.skip(k1.t_us)
-
     def event_source(self) -> tuple[FileEventSource, Callable[[EventBatch], EventBatch]]:
         return self._cursor.source, self._cursor.to_grid
 

@@ -13,19 +13,29 @@ overridden; what was chosen goes into the replay summary.
 from __future__ import annotations
 
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pipeline.inputs.base import InputError, Keyframe, MissingEvents, ReplaySource, file_fingerprint
+from pipeline.inputs.base import (
+    FileEventSource,
+    Gap,
+    InputError,
+    Keyframe,
+    MissingEvents,
+    ReplaySource,
+    file_fingerprint,
+)
 from pipeline.inputs.pair import list_images, read_timestamps_file
+from pipeline.intervals import as_grid
 from rig.types import EventBatch
 
 IMAGE_DIRS = ("images", "images_corrected")
 EVENT_DIRS = ("events", "events_aligned")
 TIMESTAMP_FILES = ("timestamp.txt", "timestamps.txt")
+_NO_IMAGE = np.zeros((0, 0, 3), np.uint8)  # file detection needs only times and indices
 
 
 def find_layout(path: Path) -> tuple[Path, Path, Path] | None:
@@ -86,7 +96,8 @@ class TimeLensFolderSource(ReplaySource):
         self.time_factor: float | None = None
         self.file_offset = file_offset
         self.events_read = 0
-        self.events_outside = 0
+        self.events_outside = 0  # in a file but outside its interval (per-interval reading)
+        self._stream: FileEventSource | None = None
 
     # -- keyframes -----------------------------------------------------------------
     def _indexed_images(self) -> list[tuple[int, Path | None]]:
@@ -194,15 +205,33 @@ class TimeLensFolderSource(ReplaySource):
             )
         return self.coord_scale
 
-    def events(self, k0: Keyframe, k1: Keyframe) -> EventBatch:
-        if self.file_offset is None or self.time_factor is None:
-            self._detect(k0, k1)
-            if self.file_offset is None:
-                raise MissingEvents(
-                    f"no events file for the interval after image {k0.index} "
-                    f"({self._file(k0.index + 1).name})"
-                )
-        parts = [self._load(n + self.file_offset) for n in range(k0.index, k1.index)]
+    def event_source(self) -> tuple[FileEventSource, Callable[[EventBatch], EventBatch]]:
+        """The files one after another as one event stream (x, y already divided by the
+        coordinate scale); a missing or unreadable file is a gap of its interval's span."""
+        if self._stream is None:
+            self._stream = FileEventSource(self._event_chunks(), lambda: True)
+        return self._stream, as_grid
+
+    def _event_chunks(self) -> Iterator[EventBatch | Gap]:
+        times = self.times
+        for n in range(min(len(times), len(self.images)) - 1):
+            lo, hi = sorted((int(times[n]), int(times[n + 1])))
+            if self.file_offset is None or self.time_factor is None:
+                self._detect(Keyframe(n, _NO_IMAGE, lo), Keyframe(n + 1, _NO_IMAGE, hi))
+                if self.file_offset is None:
+                    name = self._file(n + 1).name
+                    yield Gap(f"no events file for the interval after image {n} ({name})", lo, hi)
+                    continue
+            try:
+                d = self._load(n + self.file_offset)
+            except MissingEvents as exc:
+                yield Gap(str(exc), lo, hi)
+                continue
+            yield self._batch([d])
+
+    def _batch(self, parts: list[dict[str, np.ndarray]]) -> EventBatch:
+        """Events of some files in the frame grid and in µs, sorted by time."""
+        assert self.time_factor is not None
         x = np.concatenate([d["x"] for d in parts]).astype(np.float64)
         y = np.concatenate([d["y"] for d in parts]).astype(np.float64)
         t = np.round(np.concatenate([d["t"] for d in parts]).astype(np.float64) * self.time_factor)
@@ -211,14 +240,26 @@ class TimeLensFolderSource(ReplaySource):
             s = self._scale_for(x, y)
             x, y = x / s, y / s
         order = np.argsort(t, kind="stable")
-        t = t[order].astype(np.int64)
-        keep = (t >= k0.t_us) & (t < k1.t_us)
         self.events_read += len(t)
-        self.events_outside += int(len(t) - keep.sum())
-        x, y, p = x[order][keep], y[order][keep], p[order][keep]
         return EventBatch(
-            t[keep], x.astype(np.float32), y.astype(np.float32), (p > 0).astype(np.int8)
+            t[order].astype(np.int64),
+            x[order].astype(np.float32),
+            y[order].astype(np.float32),
+            (p[order] > 0).astype(np.int8),
         )
+
+    def events(self, k0: Keyframe, k1: Keyframe) -> EventBatch:
+        if self.file_offset is None or self.time_factor is None:
+            self._detect(k0, k1)
+            if self.file_offset is None:
+                raise MissingEvents(
+                    f"no events file for the interval after image {k0.index} "
+                    f"({self._file(k0.index + 1).name})"
+                )
+        ev = self._batch([self._load(n + self.file_offset) for n in range(k0.index, k1.index)])
+        inside = ev.time_slice(k0.t_us, k1.t_us)
+        self.events_outside += len(ev) - len(inside)
+        return inside
 
     def fingerprint(self) -> list[dict[str, Any]]:
         return [file_fingerprint(self.timestamps_path), {"images": len(self.images)}]
