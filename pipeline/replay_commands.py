@@ -178,16 +178,12 @@ def _check_out(args: argparse.Namespace) -> None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from pipeline.inputs import InputError, open_input
-    from pipeline.replay import ReplayError, ReplayOptions, format_summary, run_replay
+    from pipeline.errors import is_user_error
+    from pipeline.inputs import open_input
+    from pipeline.replay import ReplayOptions, format_summary, run_replay
 
     _check_out(args)  # before the input is opened or a model loaded
-    user_errors: tuple[type[BaseException], ...] = (InputError, ReplayError, FileNotFoundError)
     try:
-        from models.registry import ModelError
-        from pipeline.outputs import OutputError
-
-        user_errors += (ModelError, OutputError)
         opts = ReplayOptions(
             out=args.out,
             factor=args.factor,
@@ -201,7 +197,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
         with open_input(args.input, input_options(args)) as source:
             summary = run_replay(source, opts)
-    except user_errors as exc:
+    except Exception as exc:
+        if not is_user_error(exc):  # one list of user errors for every command
+            raise
         print(f"slomo-rig replay: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
