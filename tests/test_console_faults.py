@@ -52,3 +52,39 @@ def test_unplugged_camera_is_shown_and_nothing_recorded_is_lost(tmp_path: Path) 
         if batch is not None:
             n += batch.size()
     assert n == info["capture"]["events"]
+
+
+def test_a_failed_replay_shows_its_reason(tmp_path: Path) -> None:
+    import http.client
+    import time
+
+    sessions = tmp_path / "sessions"
+    broken = sessions / "broken"
+    broken.mkdir(parents=True)
+    (broken / "session.json").write_text(
+        json.dumps({"format": "slomo-rig-session", "format_version": 1, "status": "complete"})
+    )
+    (broken / "raw.aedat4").write_bytes(b"not an AEDAT4 file")
+    with console(sessions) as c:
+        conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=60)
+        conn.request("GET", "/")
+        page = conn.getresponse().read().decode()
+        token = page.split('name="slomo-token" content="')[1].split('"')[0]
+        body = json.dumps({"model": "integration", "factor": "2", "format": "mp4"})
+        headers = {"X-Slomo-Token": token, "Content-Type": "application/json"}
+        conn.request("POST", "/api/sessions/broken/replay", body, headers)
+        r = conn.getresponse()
+        job = json.loads(r.read())
+        assert r.status == 200, job
+        deadline = time.monotonic() + 300
+        while True:
+            conn.request("GET", "/api/state")
+            jobs = json.loads(conn.getresponse().read())["replays"]
+            (state,) = [j for j in jobs if j["id"] == job["id"]]
+            if state["state"] != "running":
+                break
+            assert time.monotonic() < deadline, "the replay never ended"
+            time.sleep(0.2)  # polling the server's state, not timing anything
+        assert state["state"] == "failed"
+        assert "raw.aedat4" in state["error"], state["error"]
+        conn.close()
