@@ -166,7 +166,7 @@ def _settle_recorder(
         recorder.join(5)
 
 
-def _stop_workers(pool: WorkerPool, wait_s: float = 1.0) -> None:
+def _stop_workers(pool: WorkerPool, wait_s: float = 0.5) -> None:
     """Once the recorder is done nothing a worker still sends matters: ask them all to
     stop at once, and kill any that lingers (a worker's last status message to a gone
     recorder would otherwise hold it for seconds)."""
