@@ -24,6 +24,7 @@ import dv_processing as dv
 from calibration.mapping import EventToFrameMap
 from pipeline.hostile import HostilePeers
 from pipeline.live import LiveOptions, run_live
+from pipeline.session import write_json_atomic
 from rig.sim.config import SimConfig
 from rig.sim.rig import SimulatedRig
 
@@ -182,7 +183,7 @@ def run_soak(
         checks["memory_bounded"] = all(v < FUZZ_RSS_LIMIT_MB for v in attacker.rss_mb.values())
     report["checks"] = checks
     report["passed"] = all(checks.values())
-    (result.session.path / "soak.json").write_text(json.dumps(report, indent=2))
+    write_json_atomic(result.session.path / "soak.json", report)
     return report
 
 
