@@ -20,7 +20,7 @@ import zmq
 from calibration.mapping import EventToFrameMap
 from pipeline import wire
 from pipeline.dispatch import Dispatcher, IntervalFlow, Outcome, PoolDispatcher
-from pipeline.intervals import EventWindow, IntervalCutter, Key, inserted_for
+from pipeline.intervals import IntervalStream, Key, inserted_for
 from pipeline.pool import WorkerPool
 from pipeline.rawfile import RawRecorder
 from pipeline.ring import RingBuffer, RingClosed, RingFull
@@ -163,14 +163,11 @@ class CaptureNode:
         self.tap = tap
         self.counters = CaptureCounters()
         self.error: BaseException | None = None
-        # The one interval cutter (shared with replay): events in the RGB grid in a
-        # bounded window (drop-oldest, counted), intervals cut once events reach t1.
-        self.window = EventWindow(max_live_events)
-        self.cutter = IntervalCutter(
-            events=lambda k0, k1: self.window.slice(k0.t_us, k1.t_us),
-            instants=lambda t0, t1: inserted_for(t0, t1, factor, None),
+        # The interval path shared with replay: events in the RGB grid in a bounded
+        # window (drop-oldest, counted), interval k cut once the events reach keyframe k+1.
+        self.intervals = IntervalStream(
+            lambda t0, t1: inserted_for(t0, t1, factor, None), max_events=max_live_events
         )
-        self._watermark = -(2**62)
         self.flow = IntervalFlow(self.dispatch, RecorderLink(self._to_recorder, self.summary))
 
     # -- inference path ---------------------------------------------------------------
@@ -185,7 +182,8 @@ class CaptureNode:
         self.counters.intervals_lost = self.flow.lost
 
     def _on_keyframe(self, frame: Frame) -> None:
-        key = self.cutter.add_keyframe(frame.index, frame.image, frame.mid_exposure_us, time.time())
+        t_mid = frame.mid_exposure_us
+        key = self.intervals.add_keyframe(frame.index, frame.image, t_mid, time.time())
         if key is None:  # not after the previous keyframe: in the raw file, not the output
             self.counters.keyframes_dropped += 1
             return
@@ -193,16 +191,15 @@ class CaptureNode:
         self.flow.keyframe(key)
 
     def _dispatch_ready(self, final: bool = False) -> None:
-        for cut in self.cutter.cuts(self._watermark, final):
+        for cut in self.intervals.cuts(final):
             self.flow.cut(cut)
-            self.window.trim(cut.k1.t_us)
         c, f = self.counters, self.flow
         c.intervals, c.intervals_dispatched, c.intervals_skipped = (
             f.intervals,
             f.dispatched,
             f.skipped,
         )
-        c.live_events_dropped = self.window.dropped
+        c.live_events_dropped = self.intervals.dropped_events
 
     # -- main loop --------------------------------------------------------------------
     def _handle_events(self, item: EventSlice) -> None:
@@ -213,17 +210,17 @@ class CaptureNode:
             c.events += len(ev)
             c.first_event_us = int(ev.t[0]) if c.first_event_us is None else c.first_event_us
             c.last_event_us = int(ev.t[-1])
-            self._watermark = max(self._watermark, int(ev.t[-1]))
             self.sync.observe_events(int(ev.t[-1]))
             mapped = self.mapper(ev)
-            self.window.add(mapped)
+            self.intervals.add_events(mapped)
+            self.intervals.advance(int(ev.t[-1]))  # mapping may drop the last ones
             if self.tap is not None:
                 self.tap.events(ev, mapped)
         if len(trig):
             self.raw.write_triggers(trig)
             self.counters.triggers += len(trig)
             self.sync.add_triggers(trig)
-            self._watermark = max(self._watermark, int(trig[-1]))
+            self.intervals.advance(int(trig[-1]))
 
     def _consume(self, i: int, item: object) -> None:
         if i == 0:

@@ -234,3 +234,62 @@ class IntervalCutter:
         if self.first_t is None or self.last is None:
             return None
         return (self.last.t_us - self.first_t) / 1e6
+
+
+class IntervalStream:
+    """Keyframes and events as they arrive, from cameras (live) or from a file
+    (replay), cut into intervals: the event window, the watermark (events are complete
+    up to it) and the cutter together.
+
+    to_grid: events are kept as they come and mapped into the frame grid per interval
+    (replay: intervals already written are never mapped); None: they come mapped
+    (live maps on arrival). lost(t0, t1): why events there are incomplete, or None.
+    """
+
+    def __init__(
+        self,
+        instants: Callable[[int, int], np.ndarray],
+        max_events: int | None = None,
+        to_grid: Callable[[EventBatch], EventBatch] | None = None,
+        lost: Callable[[int, int], str | None] | None = None,
+        resume_from: int = 0,
+    ) -> None:
+        self.window = EventWindow(max_events)
+        self.watermark = -FAR
+        self._to_grid = to_grid
+        self._lost = lost
+        self.cutter = IntervalCutter(self._events, instants, resume_from=resume_from)
+
+    def _events(self, k0: Key, k1: Key) -> EventBatch:
+        why = self._lost(k0.t_us, k1.t_us) if self._lost is not None else None
+        if why is not None:
+            raise MissingEvents(why)
+        if self._to_grid is None:
+            return self.window.slice(k0.t_us, k1.t_us)
+        return self._to_grid(self.window.slice(k0.t_us, k1.t_us, grid=False))
+
+    def add_events(self, batch: EventBatch) -> None:
+        if len(batch):
+            self.window.add(batch)
+            self.advance(int(batch.t[-1]))
+
+    def advance(self, t_us: int) -> None:
+        """Nothing older than t_us will come (an event or a trigger edge arrived)."""
+        self.watermark = max(self.watermark, t_us)
+
+    def add_keyframe(
+        self, label: int, image: np.ndarray, t_us: int, arrival: float = 0.0
+    ) -> Key | None:
+        return self.cutter.add_keyframe(label, image, t_us, arrival)
+
+    def cuts(self, final: bool = False, ended: bool = False) -> Iterator[Cut]:
+        """Intervals whose events are complete. final: no more events will come, cut
+        the rest (those past the watermark without a job); ended: the event stream
+        ended and knows what it lost (a file): every interval is ready."""
+        for cut in self.cutter.cuts(None if ended else self.watermark, final):
+            yield cut
+            self.window.trim(cut.k1.t_us)
+
+    @property
+    def dropped_events(self) -> int:
+        return self.window.dropped

@@ -39,13 +39,12 @@ from pipeline.dispatch import (
 )
 from pipeline.inputs import ReplaySource
 from pipeline.inputs.frames import FileFrameSource
-from pipeline.intervals import Cut, EventWindow, IntervalCutter, Key, MissingEvents, inserted_for
+from pipeline.intervals import Cut, IntervalStream, Key, inserted_for
 from pipeline.replay_report import SUMMARY_FILE, build_summary, format_summary
 from pipeline.replay_report import Progress as _Progress
 from pipeline.segments import FRAMES_DIR, PARTS_DIR, TIMESTAMPS_FILE, SegmentedOutput, join_videos
 from pipeline.session import write_atomic
 from pipeline.writer import OrderedWriter, WriterCounts, WriterThread
-from rig.types import EventBatch
 
 log = logging.getLogger(__name__)
 
@@ -143,19 +142,14 @@ class _Prefetch(threading.Thread):
         self.q: queue.Queue = queue.Queue(maxsize=max(8, 4 * opts.workers + 4))
         self.stop = threading.Event()
         self.error: BaseException | None = None
-        self.events, self.to_grid = source.event_source()
-        self.window = EventWindow()  # events as recorded, mapped per interval
-        self.cutter = IntervalCutter(
-            events=self._events,
-            instants=lambda t0, t1: inserted_for(t0, t1, opts.factor, opts.fps),
+        self.events, to_grid = source.event_source()
+        self.intervals = IntervalStream(
+            lambda t0, t1: inserted_for(t0, t1, opts.factor, opts.fps),
+            to_grid=to_grid,
+            lost=self.events.lost,
             resume_from=resume_from,
         )
-
-    def _events(self, k0: Key, k1: Key) -> EventBatch:
-        why = self.events.lost(k0.t_us, k1.t_us)
-        if why is not None:
-            raise MissingEvents(why)
-        return self.to_grid(self.window.slice(k0.t_us, k1.t_us, grid=False))
+        self.cutter = self.intervals.cutter
 
     def _put(self, item: object) -> bool:
         while not self.stop.is_set():
@@ -174,9 +168,8 @@ class _Prefetch(threading.Thread):
         finally:
             self._put(_END)
 
-    def _events_until(self, t_us: int) -> int | None:
-        """Read events up to t_us; the watermark (None once the stream has ended: every
-        interval is then cut, those past its end with the reason)."""
+    def _events_until(self, t_us: int) -> None:
+        """Read events until they reach t_us (or the stream ends)."""
         events = self.events
         while not events.ended and events.last_t < t_us:
             try:
@@ -184,11 +177,10 @@ class _Prefetch(threading.Thread):
             except EOFError:
                 break
             if item is not None:
-                self.window.add(item.events)
-        return None if events.ended else events.last_t
+                self.intervals.add_events(item.events)
 
     def _run(self) -> None:
-        cutter = self.cutter
+        intervals = self.intervals
         with FileFrameSource(self.source) as frames, self.events:
             while not self.stop.is_set():
                 try:
@@ -197,17 +189,17 @@ class _Prefetch(threading.Thread):
                     break
                 if frame is None:
                     continue
-                key = cutter.add_keyframe(frame.index, frame.image, frame.mid_exposure_us)
+                key = intervals.add_keyframe(frame.index, frame.image, frame.mid_exposure_us)
                 if key is None:
                     continue
-                if key.index >= cutter.resume_from and not self._put(key):
+                if key.index >= self.cutter.resume_from and not self._put(key):
                     return
-                for cut in cutter.cuts(self._events_until(key.t_us)):
-                    self.window.trim(cut.k1.t_us)
+                self._events_until(key.t_us)
+                for cut in intervals.cuts(ended=self.events.ended):
                     if not cut.resumed and not self._put(cut):
                         return
-        if cutter.last is not None and not self.stop.is_set():
-            self._put(_Last(cutter.last))
+        if self.cutter.last is not None and not self.stop.is_set():
+            self._put(_Last(self.cutter.last))
 
 
 # -- output and state --------------------------------------------------------------------
