@@ -123,7 +123,9 @@ def guess_board_size(images: list[np.ndarray], board: BoardSpec) -> BoardSpec | 
             c, r = board.cols + dc, board.rows + dr
             if (dc, dr) != (0, 0) and c >= 3 and r >= 3 and c != r:
                 cands.append((c, r))
-    cands.sort(key=lambda cr: abs(cr[0] - board.cols) + abs(cr[1] - board.rows))
+    # Largest first: a detector can lock onto part of a bigger board, never onto more
+    # than is there, so the largest size found is the board's size.
+    cands.sort(key=lambda cr: (-cr[0] * cr[1], abs(cr[0] - board.cols) + abs(cr[1] - board.rows)))
     for img in images[:2]:
         gray = _gray(img)
         for c, r in cands:

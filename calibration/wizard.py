@@ -35,6 +35,7 @@ from rig.base import EventSource, FrameSource
 from rig.types import EventBatch
 
 Pair = tuple[np.ndarray, EventBatch]  # RGB uint8 HxWx3, events of one blink cycle
+HINT_AFTER = (10, 50, 200)  # captures after which a camera that found no board gets a hint
 
 
 @dataclass
@@ -143,6 +144,13 @@ def collect(
             f"{coverage([d.corners for d in v.rgb], (rgb.shape[1], rgb.shape[0])):.0%} "
             f"events {coverage([d.corners for d in v.events], event_size):.0%}"
         )
+        if v.seen in HINT_AFTER:
+            for cam, found, rejected in (
+                ("RGB", v.rgb, v.rejected_rgb),
+                ("event", v.events, v.rejected_events),
+            ):
+                if not found:  # say why while the operator can still fix it
+                    status.say(f"hint: {_nothing_found(v, opts, cam, rejected)}")
         if len(v.stereo) >= opts.views or v.seen >= max_tries:
             break
     status.say(f"collected {len(v.stereo)} stereo views from {v.seen} captures")

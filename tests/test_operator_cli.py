@@ -321,6 +321,10 @@ def test_calibrate_board_not_found_says_why_and_shows_what_the_camera_saw(tmp_pa
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     picture = out / "views" / "board-not-found-rgb.png"
     assert "wrong board size" in proc.stderr and "--board 9x6" in proc.stderr
+    # said while collecting, for each camera, with the size that is really there
+    hints = [ln for ln in proc.stderr.splitlines() if ln.startswith("hint: ")]
+    assert len(hints) == 2 and all("a 9x6 board is visible" in h for h in hints), hints
+    assert "[RGB camera" in hints[0] and "[event camera" in hints[1]
     assert str(picture) in proc.stderr and picture.is_file()
     assert "Calibration NOT saved" in proc.stdout and "FAIL: " in proc.stdout
     assert not (out / "calibration.json").exists()
