@@ -26,7 +26,7 @@ import zmq
 from pipeline import wire
 from pipeline.messages import MAX_INDEX
 from pipeline.peers import MAX_WORKERS, PeerLog, peer_of, stamp_job
-from pipeline.procs import start_shielded
+from pipeline.procs import run_child, start_shielded
 from pipeline.security import configure_server
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,18 @@ def _worker_entry(
 ) -> None:
     from pipeline.worker import run_worker
 
-    sys.exit(run_worker(job_ep, result_ep, model, name=name, on_ready=ready.set, keys=keys))
+    # An error ends the worker with one line (the pool reports the exit), no traceback.
+    code = run_child(
+        f"worker {name}",
+        run_worker,
+        job_ep,
+        result_ep,
+        model,
+        name=name,
+        on_ready=ready.set,
+        keys=keys,
+    )
+    sys.exit(code)
 
 
 class WorkerPool:

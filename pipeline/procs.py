@@ -13,12 +13,13 @@ Python runs the handler in the main thread either way.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -42,18 +43,25 @@ def start_shielded(process: mp.Process) -> None:
         process.start()
 
 
+def run_child(what: str, fn: Callable[..., int], *args: Any, **kwargs: Any) -> int:
+    """The body of a child process: an error ends it with one line on stderr and exit
+    code 1 (the parent reports the exit: the session is failed, or the worker did not
+    start), never a traceback; -v (DEBUG logging in the parent) is not seen here, so
+    the traceback goes to the debug log only."""
+    try:
+        return int(fn(*args, **kwargs) or 0)
+    except Exception as exc:  # the process boundary: report, do not crash noisily
+        logging.getLogger(__name__).debug("%s failed", what, exc_info=True)
+        print(f"slomo-rig {what}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        return 1
+
+
 def recorder_entry(*args: Any) -> None:
-    """The recorder process: an error ends it with one line on stderr and exit code 1
-    (the parent marks the session failed and `info` says why), never a traceback."""
+    """The recorder process (see run_child)."""
     from pipeline.recorder import run_recorder
 
-    try:
-        code = run_recorder(*args)
-    except Exception as exc:  # the process boundary: report, do not crash noisily
-        print(f"slomo-rig recorder: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(1)
-    sys.exit(code)
+    sys.exit(run_child("recorder", run_recorder, *args))
 
 
 def say(text: str) -> None:

@@ -99,8 +99,12 @@ class RawRecorder:
                 "--out folder."
             )
             self._ring.close()
-        except ValueError as exc:
-            self.error = RawWriteError(f"raw recording {self.path}: {exc}")
+        except Exception as exc:  # ValueError (data out of order) or a bug: never silent
+            log.debug("raw writer failed", exc_info=True)
+            self.error = RawWriteError(
+                f"raw recording {self.path} stopped: {type(exc).__name__}: {exc}; what was "
+                "written before is kept"
+            )
             self._ring.close()
         finally:
             if not failed:

@@ -95,6 +95,24 @@ def test_bad_model_fails_cleanly_before_recording(tmp_path, capsys):
     )
     assert code == 2
     assert "nonsense" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before any folder or process
+
+
+def test_a_model_that_fails_to_load_leaves_no_session_behind(tmp_path, capfd):
+    """Found only when the worker loads it: still a user error (exit 2), one line from
+    the worker process and none of its traceback, and the session folder made for it
+    is removed, since nothing was recorded."""
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not an onnx model")
+    out = tmp_path / "sessions"
+    code = main(
+        ["demo", "--out", str(out), "--seconds", "1", "--quiet", "--model", f"timelens:{broken}"]
+    )
+    err = capfd.readouterr().err  # fd level: the worker process's stderr too
+    assert code == 2, err
+    assert "Traceback" not in err and "internal error" not in err
+    assert "worker worker-0: error: ModelError" in err
+    assert list(out.iterdir()) == []
 
 
 def test_info_on_a_wrong_path_is_a_clear_error(tmp_path, capsys):
