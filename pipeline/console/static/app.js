@@ -41,40 +41,44 @@ function show(part) {
   if (location.hash !== `#${part}`) location.hash = part;
 }
 
-// -- previews: each image asks for the next newer frame (lossy: only the newest) ---------
-function visible(img) { return img.offsetParent !== null; }
+// -- previews: each canvas asks for the next newer frame (lossy: only the newest), at
+// most at the chosen rate; drawn with createImageBitmap, the cheapest path measured.
+function visible(el) { return el.offsetParent !== null; }
+const pause = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function previewLoop(img) {
-  const name = img.dataset.preview;
-  let seq = -1, url = null;
+async function previewLoop(canvas) {
+  const name = canvas.dataset.preview;
+  const g = canvas.getContext("2d");
+  let seq = -1;
   const st = { frames: 0, fps: 0, latency_ms: null, t0: performance.now(), n0: 0 };
-  window.previewStats[name] = window.previewStats[name] || st;
+  if (!window.previewStats[name] || canvas.id) window.previewStats[name] = st;
   for (;;) {
-    if (!visible(img)) { await new Promise((r) => setTimeout(r, 300)); continue; }
+    if (!visible(canvas)) { await pause(300); continue; }
+    const started = performance.now();
     const win = $("#event-window").value;
     try {
       const r = await fetch(`/api/preview/${name}.jpg?after=${seq}&window=${win}`, { cache: "no-store" });
-      if (r.status === 200) {
-        const newSeq = parseInt(r.headers.get("X-Seq"), 10);
-        const wall = parseFloat(r.headers.get("X-Wall"));
-        const blob = await r.blob();
-        if (newSeq !== seq) {
-          const next = URL.createObjectURL(blob);
-          await new Promise((res) => { img.onload = res; img.onerror = res; img.src = next; });
-          if (url) URL.revokeObjectURL(url);
-          url = next;
-          seq = newSeq;
-          st.frames += 1;
-          st.latency_ms = Date.now() - wall * 1000;
-          img.dataset.frames = st.frames;
-          const now = performance.now();
-          if (now - st.t0 > 2000) { st.fps = (st.frames - st.n0) * 1000 / (now - st.t0); st.t0 = now; st.n0 = st.frames; }
-        }
-      } else {
-        await new Promise((res) => setTimeout(res, 500));
+      if (r.status !== 200) { await pause(500); continue; }
+      const newSeq = parseInt(r.headers.get("X-Seq"), 10);
+      const wall = parseFloat(r.headers.get("X-Wall"));
+      const bmp = await createImageBitmap(await r.blob());
+      if (canvas.width !== bmp.width) canvas.width = bmp.width;
+      if (canvas.height !== bmp.height) canvas.height = bmp.height;
+      g.drawImage(bmp, 0, 0);
+      bmp.close();
+      if (newSeq !== seq) {
+        seq = newSeq;
+        st.frames += 1;
+        st.latency_ms = Date.now() - wall * 1000;
+        canvas.dataset.frames = st.frames;
+        const now = performance.now();
+        if (now - st.t0 > 2000) { st.fps = (st.frames - st.n0) * 1000 / (now - st.t0); st.t0 = now; st.n0 = st.frames; }
       }
+      const period = 1000 / Number($("#preview-rate").value);
+      const left = period - (performance.now() - started);
+      if (left > 0) await pause(left);
     } catch (e) {
-      await new Promise((res) => setTimeout(res, 1000));
+      await pause(1000);
     }
   }
 }
@@ -336,7 +340,7 @@ function init() {
   $("#pattern").addEventListener("click", hidePattern);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") hidePattern(); });
   $("#replay-form").addEventListener("submit", startReplay);
-  for (const img of $$("img[data-preview]")) previewLoop(img);
+  for (const c of $$("canvas[data-preview]")) previewLoop(c);
   window.addEventListener("hashchange", () => show((location.hash || "#live").slice(1)));
   show((location.hash || "#live").slice(1));
   pollState();
