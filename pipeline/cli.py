@@ -219,6 +219,10 @@ def _run_live(
             f"`slomo-rig sync {result.session.path}` (needs brisk motion in the recording), "
             "then replay"
         )
+    print(
+        f"  report          `slomo-rig report {result.session.path}` writes report.html "
+        "(rates, drops, clock, intervals, thumbnails, the video; opens offline)"
+    )
     return _live_exit_code(args, result.manifest)
 
 

@@ -256,6 +256,7 @@ def test_demo_raw_file_replays_with_the_calibration_saved_in_its_session(tmp_pat
     (session,) = out.iterdir()
     calib = session / "calibration.json"
     assert f"--calibration {calib}" in proc.stdout  # the summary says how to use it
+    assert f"slomo-rig report {session}" in proc.stdout
     manifest = json.loads((session / "session.json").read_text())
     assert manifest["calibration"]["file"] == "calibration.json"
     # the saved calibration maps events where the live pipeline did
