@@ -95,8 +95,6 @@ class FusionInterpolator(Interpolator):
         tot_on = _count(pix[on], h, w)
         tot_off = _count(pix[~on], h, w)
         gamma = cfg.gamma if cfg.gamma is not None else frame_gamma(job.frame0)
-        th = fit_thresholds(job.frame0, job.frame1, tot_on, tot_off, gamma)
-        self.last_thresholds, self.last_gamma = th, gamma
         eps = np.float32(LOG_EPS)
         # Linear light with a 4th channel of luma + eps: OpenCV warps 4 channels as fast
         # as 3, and the flow candidate's luma then comes with its colour.
@@ -105,6 +103,8 @@ class FusionInterpolator(Interpolator):
         lin1 = _with_luma(lut[job.frame1], eps)
         l0 = np.log(lin0[..., 3])
         l1 = np.log(lin1[..., 3])
+        th = fit_thresholds(job.frame0, job.frame1, tot_on, tot_off, gamma, dlog=l1 - l0)
+        self.last_thresholds, self.last_gamma = th, gamma
         e_total = np.float32(th.c_on) * tot_on - np.float32(th.c_off) * tot_off
         missed = l1 - l0 - e_total  # what the events do not explain
         n_total = tot_on + tot_off + np.float32(cfg.prior_events)
@@ -135,6 +135,8 @@ class FusionInterpolator(Interpolator):
         e0 = np.zeros((h, w), np.float32)
         done = np.full((h, w), np.float32(0))
         inv_n = 1.0 / n_total
+        est_buf = np.empty((h * w, 3), np.float32)
+        integ_buf = np.empty((h * w, 3), np.float32)
         prev = 0
         for k, (split, tau) in enumerate(zip(splits, job.taus.astype(np.float32), strict=True)):
             seg = pix[prev:split]
@@ -159,14 +161,21 @@ class FusionInterpolator(Interpolator):
             if cfg.blur > 0:
                 moved = cv2.GaussianBlur(moved, (0, 0), cfg.blur)
             w_int = np.clip(moved * (1.0 / slack) - dead, 0.0, 1.0).ravel()
-            # Integration only where it takes part (often a small part of the frame).
+            est = np.subtract(flow[..., :3].reshape(-1, 3), eps, out=est_buf)
             sel = np.flatnonzero(w_int)
-            flat = flow.reshape(-1, 4)
-            if len(sel):
+            if 4 * len(sel) < len(w_int):  # integration takes part in a small region
                 gain = np.exp(change.ravel()[sel])[:, None]
-                integ = (base0[sel] + rho.ravel()[sel][:, None] * towards1[sel]) * gain
-                flat[sel, :3] += w_int[sel, None] * (integ - flat[sel, :3])
-            out[k] = _encode(flow[..., :3] - eps, gamma)
+                integ = (base0[sel] + rho.ravel()[sel][:, None] * towards1[sel]) * gain - eps
+                est[sel] += w_int[sel, None] * (integ - est[sel])
+            elif len(sel):  # whole frame, in preallocated buffers (no temporaries)
+                np.multiply(towards1, rho.reshape(-1, 1), out=integ_buf)
+                integ_buf += base0
+                integ_buf *= np.exp(change).reshape(-1, 1)
+                integ_buf -= eps
+                integ_buf -= est
+                integ_buf *= w_int[:, None]
+                est += integ_buf
+            out[k] = _encode(est.reshape(h, w, 3), gamma)
         return out
 
 

@@ -134,13 +134,16 @@ def fit_thresholds(
     n_off: np.ndarray,
     gamma: float,
     prior: float = DEFAULT_THRESHOLD,
+    dlog: np.ndarray | None = None,
 ) -> Thresholds:
     """Thresholds of one interval from its keyframes (HxWx3 uint8, encoded with gamma)
-    and the per-pixel ON / OFF event counts between them (HxW)."""
+    and the per-pixel ON / OFF event counts between them (HxW). dlog: the log luma
+    change F1 - F0 (`log_intensity` of `linear_luma`) when the caller has it already."""
     luma0 = frame0 @ _LUMA
     luma1 = frame1 @ _LUMA
     lo, hi = VALID_LUMA
     use = (n_on + n_off > 0) & (luma0 > lo) & (luma0 < hi) & (luma1 > lo) & (luma1 < hi)
-    dlog = log_intensity(linear_luma(frame1, gamma)) - log_intensity(linear_luma(frame0, gamma))
+    if dlog is None:
+        dlog = log_intensity(linear_luma(frame1, gamma)) - log_intensity(linear_luma(frame0, gamma))
     a, b = n_on[use], n_off[use]
     return robust_fit(dlog[use], a + 0.5 * (a > 0), b + 0.5 * (b > 0), prior)
