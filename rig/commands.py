@@ -28,7 +28,8 @@ def devices(args: argparse.Namespace) -> int:
         )
         return 0
     if not found:
-        where = ", ".join(f"{b} ({SDKS[b]})" for b in searched) or "no backend (no SDK installed)"
+        where = ", ".join(f"{b} ({SDKS.get(b, 'its SDK')})" for b in searched)
+        where = where or "no backend (no SDK installed)"
         print(
             f"No cameras found; searched {where}. Check cables and power, and that no other "
             "program holds the camera."
