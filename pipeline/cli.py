@@ -444,7 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser("info", help="what a session holds")
-    p.add_argument("session", type=Path)
+    p.add_argument(
+        "session", type=Path, help="session folder (or the --out folder: it lists those inside)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_info)
 
@@ -467,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("keys", help="make CurveZMQ keys for a rig spread over machines")
-    p.add_argument("folder", type=Path)
+    p.add_argument("folder", type=Path, help="folder to create the keys in")
     p.add_argument("--force", action="store_true", help="replace existing keys")
     p.add_argument(
         "--worker",

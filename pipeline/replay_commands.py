@@ -97,7 +97,12 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("input", type=Path, metavar="INPUT")
+    p.add_argument(
+        "input",
+        type=Path,
+        metavar="INPUT",
+        help="a session folder, or a recording (see above for the kinds)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     rate = p.add_mutually_exclusive_group(required=True)
     rate.add_argument(

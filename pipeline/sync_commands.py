@@ -58,7 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("session", type=Path, metavar="SESSION")
+    p.add_argument("session", type=Path, metavar="SESSION", help="session folder")
     p.add_argument(
         "--calibration",
         help="calibration file (.json/.yaml) mapping events into the frames, or 'identity' "
