@@ -22,13 +22,14 @@ Measurements behind every choice: docs/model.md.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from contracts.jobs import IntervalJob
-from models.baselines import bidirectional_flow
 from models.interpolator import Interpolator
 from models.threshold import LOG_EPS, Thresholds, fit_thresholds, frame_gamma
 
@@ -80,7 +81,12 @@ class FusionInterpolator(Interpolator):
 
     def __init__(self, config: FusionConfig | None = None) -> None:
         self.config = config or FusionConfig()
+        # One DIS per direction, run on two threads while the events are counted and the
+        # thresholds fitted (OpenCV releases the GIL; the result is the same).
         self._dis = cv2.DISOpticalFlow_create(self.config.preset)
+        self._dis_back = cv2.DISOpticalFlow_create(self.config.preset)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_pid = 0
         #: What the last interval was fitted with (for diagnosis and tests).
         self.last_thresholds: Thresholds | None = None
         self.last_gamma: float | None = None
@@ -88,6 +94,13 @@ class FusionInterpolator(Interpolator):
     def interpolate(self, job: IntervalJob) -> np.ndarray:
         cfg = self.config
         h, w = job.height, job.width
+        if self._pool is None or self._pool_pid != os.getpid():  # a forked copy has no threads
+            self._pool = ThreadPoolExecutor(2, thread_name_prefix="fusion-dis")
+            self._pool_pid = os.getpid()
+        g0 = cv2.cvtColor(job.frame0, cv2.COLOR_RGB2GRAY)
+        g1 = cv2.cvtColor(job.frame1, cv2.COLOR_RGB2GRAY)
+        fwd = self._pool.submit(self._dis.calc, g0, g1, None)
+        bwd = self._pool.submit(self._dis_back.calc, g1, g0, None)
         pix, on = _event_pixels(job)
         splits = np.searchsorted(job.events.t, job.timestamps_us, side="left")
         if cfg.isolated:
@@ -117,9 +130,7 @@ class FusionInterpolator(Interpolator):
         # interval's log change, so each frame needs one mix and one gain.
         base0 = lin0[..., :3].reshape(-1, 3)
         towards1 = (lin1[..., :3] * np.exp(l0 - l1)[..., None]).reshape(-1, 3) - base0
-        g0 = cv2.cvtColor(job.frame0, cv2.COLOR_RGB2GRAY)
-        g1 = cv2.cvtColor(job.frame1, cv2.COLOR_RGB2GRAY)
-        f01, f10 = bidirectional_flow(self._dis, g0, g1)
+        f01, f10 = fwd.result(), bwd.result()
         grid = _grid2(h, w)
         # Forward-backward consistency of the two flows: where they agree, the flow is
         # given `dead` band widths of extra slack (event noise must not pull it off).

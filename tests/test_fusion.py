@@ -187,3 +187,24 @@ def test_bench_has_the_cpu_default_row_at_davis_size():
     assert (row["height"], row["width_px"], row["factor"], row["batch"]) == (260, 346, 8, 7)
     assert row["backend"] == DEFAULT_MODEL and row["ms_per_interval"] > 0 and row["events"] > 0
     assert "| 346x260 | - | fusion | cpu |" in format_table([row])
+
+
+_FORKED: dict[str, FusionInterpolator] = {}
+
+
+def _interpolate_in_child(job: IntervalJob) -> np.ndarray:
+    return _FORKED["fusion"].interpolate(job)
+
+
+def test_a_forked_copy_interpolates_too():
+    """The flows run on a thread pool; a worker forked after the parent used the
+    interpolator must start its own pool instead of waiting on threads it lacks."""
+    import multiprocessing
+
+    job, _ = _translation_case()
+    _FORKED["fusion"] = fusion = FusionInterpolator()
+    want = fusion.interpolate(job)  # the parent's pool threads exist from here on
+    ctx = multiprocessing.get_context("fork")
+    with ctx.Pool(1) as pool:
+        got = pool.apply_async(_interpolate_in_child, (job,)).get(timeout=300)
+    assert np.array_equal(got, want)
