@@ -97,40 +97,45 @@ def check_session(session: Path, statuses: tuple[str, ...], disk_full: bool = Fa
     return info
 
 
-def interrupt(proc: subprocess.Popen) -> tuple[str, str]:
-    os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=180)
-    wait_until(lambda: group_gone(proc.pid), 30, "every process of the pipeline to exit")
-    return out, err
-
-
 # -- Ctrl-C ------------------------------------------------------------------------------
 
 
-def _ctrl_c_batch(tmp_path: Path, delays: list[float]) -> None:
-    runs = [(d, tmp_path / f"at-{d:.2f}") for d in delays]
-    procs = [demo(out, "--seconds", "30") for _, out in runs]
-    t0: dict[int, float] = {}  # when each run's handlers were in place
+def _keyframes_written(out: Path) -> int:
+    """Keyframes in the session's timestamps.csv so far (0 before capture runs)."""
+    for stamps in out.glob("*/timestamps.csv"):
+        return sum(1 for line in stamps.read_text().splitlines() if "original" in line)
+    return 0
 
-    def all_started() -> bool:
-        for proc in procs:
-            if proc.pid not in t0 and has_handler(proc.pid, signal.SIGTERM):
+
+def _ctrl_c_batch(
+    tmp_path: Path, delays: list[float], ready: Callable[[subprocess.Popen, Path], bool]
+) -> list[tuple[float, Path, str]]:
+    """One demo per delay, all at once; each gets Ctrl-C (to its whole process group)
+    `delay` seconds after ready(proc, out) first holds. Returns (delay, out, stderr)."""
+    runs = [(d, tmp_path / f"at-{d:.2f}") for d in delays]
+    procs = [demo(out, "--seconds", "60") for _, out in runs]
+    t0: dict[int, float] = {}  # when ready() first held for each run
+
+    def all_ready() -> bool:
+        for proc, (_, out) in zip(procs, runs, strict=True):
+            if proc.pid not in t0 and ready(proc, out):
                 t0[proc.pid] = time.monotonic()
         return len(t0) == len(procs)
 
-    wait_until(all_started, 120, "slomo-rig to install its handlers")
+    wait_until(all_ready, 300, "every run to be ready")
     order = sorted(zip(runs, procs, strict=True), key=lambda r: t0[r[1].pid] + r[0][0])
     for (delay, _), proc in order:
         time.sleep(max(0.0, t0[proc.pid] + delay - time.monotonic()))
         os.killpg(proc.pid, signal.SIGINT)
+    done = []
     for (delay, out), proc in zip(runs, procs, strict=True):
         _, err = proc.communicate(timeout=180)
         wait_until(lambda p=proc: group_gone(p.pid), 30, "every process to exit")
         assert proc.returncode == 130, (delay, err)
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, (delay, err)
         assert "interrupted" in err, (delay, err)
-        for session in out.glob("*/"):
-            check_session(session, ("interrupted",))
+        done.append((delay, out, err))
+    return done
 
 
 def test_ctrl_c_at_every_moment_of_the_first_two_seconds(tmp_path):
@@ -139,35 +144,35 @@ def test_ctrl_c_at_every_moment_of_the_first_two_seconds(tmp_path):
     exit 130, one line, no traceback from any process, no session left half-made. The
     41 runs go in parallel batches to keep the test affordable."""
     steps = [round(0.05 * i, 2) for i in range(41)]
+
+    def started(proc: subprocess.Popen, out: Path) -> bool:
+        return has_handler(proc.pid, signal.SIGTERM)
+
     for first in range(0, len(steps), 8):
-        _ctrl_c_batch(tmp_path, steps[first : first + 8])
+        for _, out, _ in _ctrl_c_batch(tmp_path, steps[first : first + 8], started):
+            for session in out.glob("*/"):
+                check_session(session, ("interrupted",))
 
 
-@pytest.mark.parametrize("after_keyframes", [1, 30])
-def test_ctrl_c_during_capture(tmp_path, after_keyframes):
-    """Once capture runs, Ctrl-C stops it in order: "interrupted", exit 130, the raw
-    file holds every event received, every interval is either interpolated or listed,
-    and the video plays up to the cut."""
-    proc = demo(tmp_path, "--seconds", "60")
-    timestamps = []
+def test_ctrl_c_during_capture(tmp_path):
+    """Once capture runs (the first keyframe is in the video), Ctrl-C at 0.05 s steps
+    and later stops it in order: "interrupted", exit 130, the stop said on stderr, the
+    raw file holds every event received, every interval is interpolated or listed as
+    skipped, and the video plays every frame the session counts."""
 
-    def keyframes_written() -> int:
-        timestamps[:] = list(tmp_path.glob("*/timestamps.csv"))
-        if not timestamps:
-            return 0
-        return sum(1 for line in timestamps[0].read_text().splitlines() if "original" in line)
+    def capturing(proc: subprocess.Popen, out: Path) -> bool:
+        assert proc.poll() is None, proc.communicate()[1]
+        return _keyframes_written(out) >= 1
 
-    wait_until(lambda: keyframes_written() >= after_keyframes, 300, "keyframes in the output")
-    _, err = interrupt(proc)
-    assert proc.returncode == 130, err
-    assert "Traceback" not in err and "stopping" in err, err
-    (session,) = tmp_path.glob("*/")
-    info = check_session(session, ("interrupted",))
-    cap, out = info["capture"], info["output"]
-    assert out["intervals_interpolated"] + out["intervals_skipped"] == cap["intervals"]
-    assert out["original_frames"] == cap["keyframes"]
-    with av.open(str(session / "slowmo.mp4")) as c:
-        assert sum(1 for _ in c.decode(video=0)) == out["frames_written"]
+    for delay, out, err in _ctrl_c_batch(tmp_path, [0.0, 0.05, 0.1, 0.15, 0.2, 1.0], capturing):
+        assert "stopping" in err, (delay, err)
+        (session,) = out.glob("*/")
+        info = check_session(session, ("interrupted",))
+        cap, written = info["capture"], info["output"]
+        assert written["intervals_interpolated"] + written["intervals_skipped"] == cap["intervals"]
+        assert written["original_frames"] == cap["keyframes"]
+        with av.open(str(session / "slowmo.mp4")) as c:
+            assert sum(1 for _ in c.decode(video=0)) == written["frames_written"]
 
 
 def test_ctrl_c_after_the_run_finished_is_harmless(tmp_path):
