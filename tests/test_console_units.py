@@ -124,7 +124,7 @@ def test_tap_to_hub_over_zeromq() -> None:
         mapped = EventBatch(t, raw.x.astype(np.float32), raw.y.astype(np.float32), raw.p)
         # PUB/SUB drops what is sent before the connection is up: offer until seen.
         deadline = time.monotonic() + 60
-        while not (hub.seq("rgb") and hub.seq("events") and hub.seq("interpolated")):
+        while not (hub.seq("rgb") and hub.seq("events") and hub.seq("interpolated") and hub.health):
             assert time.monotonic() < deadline, "nothing reached the hub"
             tap.frame(Frame(image, 0, 0, 100))
             tap.events(raw, mapped)

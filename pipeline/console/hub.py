@@ -73,6 +73,22 @@ def jpeg(image_rgb: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def _newest(parts: list[_Events], mapped: bool, window_us: int) -> list[tuple]:
+    """The newest messages' columns that cover the window, newest last: a render
+    touches only what it shows, not the whole history."""
+    cols: list[tuple] = []
+    t_end: int | None = None
+    for e in reversed(parts):
+        c = e.mapped if mapped else (e.t, e.x, e.y, e.p)
+        if c is None or not len(c[0]):
+            continue
+        t_end = int(c[0][-1]) if t_end is None else t_end
+        cols.append(c)
+        if int(c[0][0]) < t_end - window_us:
+            break
+    return cols[::-1]
+
+
 class PreviewHub:
     """Receives previews on a loopback SUB socket; browsers read from it."""
 
@@ -211,13 +227,14 @@ class PreviewHub:
             parts = list(self._events)
             base = self._slots["rgb"].image
         if name == "overlay":
-            cols = [e.mapped for e in parts if e.mapped is not None]
-            if base is None or not cols:
+            if base is None:
                 return None
             size = (base.shape[1], base.shape[0])
         else:
-            cols = [(e.t, e.x, e.y, e.p) for e in parts]
             base = None
+        cols = _newest(parts, name == "overlay", int(window_ms * 1000))
+        if not cols:
+            return None
         t = np.concatenate([c[0] for c in cols])
         keep = t >= (t.max() if len(t) else 0) - int(window_ms * 1000)
         x = np.concatenate([c[1] for c in cols])[keep]
