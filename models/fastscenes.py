@@ -153,10 +153,22 @@ def score(methods: Sequence[str], kinds: Sequence[str] = KINDS, seeds: int = 3) 
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
+    from models.registry import ModelError, make_interpolator
+
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+        return int(text)
+
     parser = argparse.ArgumentParser(prog="python -m models.fastscenes", description=__doc__)
     parser.add_argument("--methods", nargs="+", default=["fusion", "flow", "integration", "blend"])
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=positive, default=3, help="scenes per kind")
     args = parser.parse_args(argv)
+    for spec in args.methods:  # fail on a bad name before simulating anything
+        try:
+            make_interpolator(spec)
+        except ModelError as exc:
+            parser.error(f"--methods: {exc}")
     res = score(args.methods, seeds=args.seeds)
     print("| scene | " + " | ".join(args.methods) + " |")
     print("| --- |" + " ---: |" * len(args.methods))

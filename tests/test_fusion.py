@@ -209,3 +209,27 @@ def test_a_forked_copy_interpolates_too():
     with ctx.Pool(1) as pool:
         got = pool.apply_async(_interpolate_in_child, (job,)).get(timeout=300)
     assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"), [(["--seeds", "0"], "--seeds"), (["--methods", "nope"], "unknown model")]
+)
+def test_fastscenes_cli_bad_input_is_one_line_exit_2(argv, says):
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "models.fastscenes", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_fastscenes_unknown_kind_is_refused():
+    from models.fastscenes import scene_config
+
+    with pytest.raises(ValueError, match="kind must be one of"):
+        scene_config("tornado", 0)
