@@ -214,7 +214,11 @@ def _run(
     stop: threading.Event,
     interrupts: Interrupts,
 ) -> LiveResult:
-    session = Session.create(opts.out, rig_info, name=opts.session_name)
+    session = Session.create(opts.out, rig_info, name=opts.session_name)  # (holding)
+    if interrupts.count:
+        shutil.rmtree(session.path, ignore_errors=True)
+        raise KeyboardInterrupt("interrupted before recording started")
+    interrupts.phase = "starting"
     ctx = mp.get_context("spawn")
     processes: dict[str, list[mp.Process]] = {"recorder": [], "workers": []}
     zctx = zmq.Context()

@@ -71,19 +71,23 @@ def say(text: str) -> None:
 
 
 class Interrupts:
-    """Ctrl-C and SIGTERM during a live run, by phase: while starting, they abort the
-    start (KeyboardInterrupt); while capturing, they set `stop` so capture ends and
-    drains in order; while stopping, they only say that it is under way (a second
-    Ctrl-C must not cut the teardown that keeps the recording safe)."""
+    """Ctrl-C and SIGTERM during a live run, by phase: while "holding" (a step that must
+    not be cut in two, like making the session folder) they are only counted; while
+    starting, they abort the start (KeyboardInterrupt); while capturing, they set
+    `stop` so capture ends and drains in order; while stopping, they only say that it
+    is under way (a second Ctrl-C must not cut the teardown that keeps the recording
+    safe)."""
 
     def __init__(self, stop: threading.Event) -> None:
         self.stop = stop
-        self.phase = "starting"
+        self.phase = "holding"
         self.count = 0
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: object) -> None:
         self.count += 1
+        if self.phase == "holding":
+            return  # acted on when the step is done
         phase, self.phase = self.phase, "stopping"
         if phase == "starting":
             raise KeyboardInterrupt
