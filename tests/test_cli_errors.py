@@ -256,3 +256,22 @@ def test_replay_never_replaces_the_live_output_of_a_session(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "session folder" in err and "--force" in err and "Traceback" not in err
     assert (session.path / "slowmo.mp4").read_bytes() == b"live video"
+
+
+def test_a_full_disk_is_refused_before_any_work(tmp_path, capsys):
+    """A new session sets 2 MB aside for its final status; a disk without that room is
+    refused at once (exit 2), not after the workers started."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        assert main(["demo", "--out", str(disk), "--seconds", "1", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert "no room for a recording" in err and str(disk) in err, err
+        assert list(disk.iterdir()) == []
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)

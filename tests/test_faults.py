@@ -358,3 +358,38 @@ def test_a_worker_killed_at_the_end_does_not_hold_the_run(tmp_path):
     reasons = [s["reason"] for s in m["output"]["skipped_intervals"]]
     assert not [r for r in reasons if "no result within" in r], reasons
     check_session(result.session.path, ("complete",))
+
+
+def test_atomic_writes_on_a_full_disk(tmp_path):
+    """The old file stays whole when the new one does not fit; the session's reserve
+    lets the final write through once."""
+    from pipeline.session import RESERVE_BYTES, RESERVE_FILE, write_atomic
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
+    try:
+        target = disk / "session.json"
+        target.write_text('{"status": "recording"}')
+        (disk / RESERVE_FILE).write_bytes(b"\0" * RESERVE_BYTES)
+        filler = disk / "raw.aedat4"
+        with open(filler, "wb", buffering=0) as f:  # fill the disk, as the raw writer does
+            try:
+                while True:
+                    f.write(b"\1" * 4096)
+            except OSError:
+                pass
+        big = json.dumps({"status": "failed", "pad": "x" * 500_000})
+        with pytest.raises(OSError):
+            write_atomic(target, big)
+        assert json.loads(target.read_text()) == {"status": "recording"}
+        assert sorted(p.name for p in disk.iterdir()) == [RESERVE_FILE, "raw.aedat4", target.name]
+        write_atomic(target, big, use_reserve=True)
+        assert json.loads(target.read_text())["status"] == "failed"
+        assert not (disk / RESERVE_FILE).exists()
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
