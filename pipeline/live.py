@@ -350,9 +350,9 @@ def _run(
                         f"slomo-rig: stopping: raw recording closed ({raw.counts()['events']:,} events)"
                     )
     except KeyboardInterrupt as exc:
-        error = exc
-    except Exception as exc:
-        error = exc
+        error = error or exc
+    except Exception as exc:  # e.g. a source failing to close: the first error is kept
+        error = error or exc
         log.debug("live pipeline failed", exc_info=True)
     finally:
         interrupts.phase = "stopping"
