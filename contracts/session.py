@@ -91,6 +91,8 @@ CAPTURE_COUNTS = (
     "recorder_messages_dropped",
 )
 CAPTURE_TIMES = ("first_event_us", "last_event_us")
+POOL_COUNTS = ("dispatched", "redispatched", "lost", "workers_lost", "restarts")
+WORKER_COUNTS = ("results_received", "bad_messages", "failed_jobs")
 
 
 def _check_counts(data: Any, section: str, where: str, counts: tuple[str, ...]) -> None:
@@ -178,4 +180,13 @@ class Manifest:
                         )
         for name, w in (data.get("workers") or {}).items():
             _check(w, dict, _where(where, f"workers.{name}"), "a table")
+            _check_counts(w, f"workers.{name}", where, WORKER_COUNTS)
+        if "pool" in data:
+            _check_counts(data["pool"], "pool", where, POOL_COUNTS)
+            seen = data["pool"].get("workers_seen", [])
+            _check(seen, list, _where(where, "pool.workers_seen"), "a list of worker names")
+        for key in ("latency_p50_ms", "latency_p99_ms"):
+            value = (out or {}).get(key)
+            if value is not None:
+                _check(value, (int, float), _where(where, f"output.{key}"), "a number")
         return cls(version, status, created, files, error, data)

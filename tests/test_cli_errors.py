@@ -146,6 +146,10 @@ def test_info_refuses_wrong_types_naming_the_key(tmp_path, capsys):
         ({"status": "finished"}, "'status'"),
         ({"output": {"skipped_intervals": [{"index": "3"}]}}, "skipped_intervals[0].index"),
         ({"clock": {"drift_ppm": "small"}}, "'clock.drift_ppm'"),
+        ({"pool": {"workers_seen": 3}}, "'pool.workers_seen'"),
+        ({"pool": {"restarts": "2"}}, "'pool.restarts'"),
+        ({"workers": {"w": {"results_received": "9"}}}, "'workers.w.results_received'"),
+        ({"output": {"latency_p50_ms": "fast"}}, "'output.latency_p50_ms'"),
     ):
         session = _session(tmp_path / key.strip("'[]."), **manifest)
         err = _info_error(session, capsys)
