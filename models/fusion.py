@@ -16,7 +16,11 @@ threshold fit's residual spread: measured per interval, not assumed). Where the 
 candidate's log luma stays inside that band it is kept; the further it strays, the more
 the integration candidate takes over (weights blurred spatially: no seams). Flow that is
 forward-backward consistent to a fraction of a pixel gets `dead` band widths of extra
-slack, so event noise cannot pull a right flow off; inconsistent flow gets none.
+slack, so event noise cannot pull a right flow off; inconsistent flow gets none. Where
+the two keyframes, each warped to t, agree in log luma (`photo` band widths at most,
+falling off with the disagreement over `photo_log`) the flow gets more slack still: at
+the motion-blurred borders of moving objects the keyframes are not the instantaneous
+brightness, so the events' band is off there while the warped frames still agree.
 Measurements behind every choice: docs/model.md.
 """
 
@@ -46,7 +50,9 @@ class FusionConfig:
     worth of weight the elapsed time gets when the missed part of F1 - F0 is spread over
     the interval (where a pixel saw no events it is spread by time). preset: the DIS
     optical-flow preset (0 ultrafast, 1 fast, 2 medium). isolated: drop events none of
-    whose 8 neighbours fired in the interval (background activity)."""
+    whose 8 neighbours fired in the interval (background activity). photo: extra slack,
+    in band widths, where the two warped keyframes agree at t, falling off as
+    exp(-(d / photo_log)^2) with d their log-luma difference."""
 
     gamma: float | None = None
     band: float = 0.7
@@ -56,6 +62,8 @@ class FusionConfig:
     preset: int = 2
     fb_px: float = 0.3
     isolated: bool = True
+    photo: float = 1.0
+    photo_log: float = 0.15
 
     def __post_init__(self) -> None:
         if self.gamma is not None and not 0.2 <= self.gamma <= 5:
@@ -72,6 +80,10 @@ class FusionConfig:
             )
         if not 0 < self.fb_px <= 20:
             raise ValueError(f"FusionConfig.fb_px must be in (0, 20], got {self.fb_px}")
+        if not 0 <= self.photo <= 10:
+            raise ValueError(f"FusionConfig.photo must be in [0, 10], got {self.photo}")
+        if not 0 < self.photo_log <= 5:
+            raise ValueError(f"FusionConfig.photo_log must be in (0, 5], got {self.photo_log}")
         if self.preset not in (0, 1, 2):
             raise ValueError(f"FusionConfig.preset must be 0, 1 or 2, got {self.preset}")
 
@@ -159,7 +171,13 @@ class FusionInterpolator(Interpolator):
             # has none): a per-pixel threshold error then cancels exactly.
             rho = (done + np.float32(cfg.prior_events) * tau) * inv_n
             change = e0 + missed * rho  # log luma at t minus log luma at t0
-            flow = _warp_both(lin0, lin1, f01, f10, float(tau), grid)
+            w0, w1 = _warp_both(lin0, lin1, f01, f10, float(tau), grid)
+            flow = cv2.addWeighted(w0, 1 - float(tau), w1, float(tau), 0.0)
+            slack_k = dead
+            if cfg.photo > 0:  # the warped keyframes agree at t: more slack for the flow
+                d = cv2.absdiff(cv2.log(w0[..., 3]), cv2.log(w1[..., 3]))
+                d *= np.float32(1.0 / cfg.photo_log)
+                slack_k = dead + np.float32(cfg.photo) * cv2.exp(-(d * d))
             # Where the events put the pixel, from each end, within the band; the flow
             # candidate is trusted as long as its luma stays inside.
             lf = np.log(flow[..., 3])
@@ -171,7 +189,7 @@ class FusionInterpolator(Interpolator):
             moved = np.maximum(np.maximum(lo - lf, lf - hi), 0.0)  # lo <= hi: one side
             if cfg.blur > 0:
                 moved = cv2.GaussianBlur(moved, (0, 0), cfg.blur)
-            w_int = np.clip(moved * (1.0 / slack) - dead, 0.0, 1.0).ravel()
+            w_int = np.clip(moved * (1.0 / slack) - slack_k, 0.0, 1.0).ravel()
             est = np.subtract(flow[..., :3].reshape(-1, 3), eps, out=est_buf)
             sel = np.flatnonzero(w_int)
             if 4 * len(sel) < len(w_int):  # integration takes part in a small region
@@ -198,15 +216,15 @@ def _grid2(h: int, w: int) -> np.ndarray:
 
 def _warp_both(
     lin0: np.ndarray, lin1: np.ndarray, f01: np.ndarray, f10: np.ndarray, t: float, grid
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Both keyframes warped to t (Super-SloMo linear-motion intermediate flows, the
-    same as models.baselines.warp_pair) and blended by time, with one 2-channel map per
-    warp and OpenCV arithmetic (no numpy temporaries)."""
+    same as models.baselines.warp_pair), with one 2-channel map per warp and OpenCV
+    arithmetic (no numpy temporaries); the caller blends them by time."""
     m0 = cv2.addWeighted(f01, -(1 - t) * t, f10, t * t, 0.0)
     m1 = cv2.addWeighted(f01, (1 - t) * (1 - t), f10, -t * (1 - t), 0.0)
     w0 = cv2.remap(lin0, cv2.add(grid, m0), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     w1 = cv2.remap(lin1, cv2.add(grid, m1), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return cv2.addWeighted(w0, 1 - t, w1, t, 0.0)
+    return w0, w1
 
 
 def _drop_isolated(
