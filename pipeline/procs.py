@@ -25,16 +25,28 @@ from typing import Any
 
 @contextlib.contextmanager
 def sigint_blocked() -> Iterator[None]:
-    """Processes started inside inherit SIGINT blocked (a no-op off the main thread,
-    where the mask does not decide who gets terminal signals)."""
+    """Processes started inside inherit SIGINT blocked. A Ctrl-C (or SIGTERM) that
+    arrives meanwhile is held and acted on right after (the handler in force then runs),
+    so it can never cut a start in two: a child forked but not yet known to its parent
+    would outlive it, holding the terminal's pipes open. A no-op off the main thread,
+    where neither the mask nor the handlers decide who gets terminal signals."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    held: list[int] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: held.append(signum)) for sig in signals
+    }
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            signal.raise_signal(held[0])  # now the real handler runs
 
 
 def start_shielded(process: mp.Process) -> None:
