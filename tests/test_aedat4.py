@@ -7,18 +7,17 @@ import datetime
 import struct
 from pathlib import Path
 
+import dv_processing as dv  # noqa: E402
 import numpy as np
 import pytest
 
 from pipeline.aedat4 import (
     DATA_TABLE_POSITION_OFFSET,
     Aedat4Writer,
-    bench_writer,
     reset_data_table,
 )
+from pipeline.aedat4_bench import bench_writer
 from rig.types import EventBatch, Frame
-
-dv = pytest.importorskip("dv_processing")
 
 COMPRESSIONS = ["none", "lz4"]
 EV_SIZE = (640, 480)
@@ -376,7 +375,8 @@ def test_polarity_normalised_to_bool(tmp_path: Path) -> None:
 
 
 def test_faery_reads_our_events(tmp_path: Path) -> None:
-    faery = pytest.importorskip("faery")
+    import faery
+
     ev = _events(20_000, seed=2)
     for compression in COMPRESSIONS:
         path = tmp_path / f"faery_{compression}.aedat4"

@@ -12,11 +12,10 @@ os.environ.setdefault("PYLON_CAMEMU", "2")
 
 import time  # noqa: E402
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+import pypylon  # noqa: F401,E402  (a dev dependency: its absence must fail, not skip)
 import pytest  # noqa: E402
-
-pytest.importorskip("pypylon")
-cv2 = pytest.importorskip("cv2")
 
 from rig.base import SourceError  # noqa: E402
 from rig.basler import BaslerConfig, BaslerFrameSource, to_rgb  # noqa: E402

@@ -7,10 +7,9 @@ from __future__ import annotations
 import struct
 import sys
 
+import faery  # noqa: E402
 import numpy as np
 import pytest
-
-faery = pytest.importorskip("faery")
 
 from rig.base import SdkMissingError, SourceError  # noqa: E402
 from rig.prophesee import (  # noqa: E402

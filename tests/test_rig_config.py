@@ -124,7 +124,8 @@ port = 7000
 
 
 def test_sim_backend(tmp_path):
-    pytest.importorskip("rig.sim.rig")
+    import rig.sim.rig  # noqa: F401
+
     text = """
 [events]
 backend = "sim"
@@ -189,7 +190,8 @@ def test_emulated_basler_listed_in_subprocess():
     import subprocess
     import sys
 
-    pytest.importorskip("pypylon")
+    import pypylon  # noqa: F401
+
     out = subprocess.run(
         [sys.executable, "-c", "from rig.discovery import find_all; print(find_all())"],
         env={**os.environ, "PYLON_CAMEMU": "2"},

@@ -113,7 +113,6 @@ def test_frames_going_back_in_time():
 
 
 # -- on the simulated rig -------------------------------------------------------------
-sim = pytest.importorskip("rig.sim.rig")
 
 
 @pytest.fixture(scope="module")
