@@ -175,7 +175,8 @@ class FusionInterpolator(Interpolator):
             flow = cv2.addWeighted(w0, 1 - float(tau), w1, float(tau), 0.0)
             slack_k = dead
             if cfg.photo > 0:  # the warped keyframes agree at t: more slack for the flow
-                d = cv2.absdiff(cv2.log(w0[..., 3]), cv2.log(w1[..., 3]))
+                # Their log-luma difference (squared below: one log of the ratio).
+                d = cv2.log(cv2.divide(w0[..., 3], w1[..., 3]))
                 d *= np.float32(1.0 / cfg.photo_log)
                 slack_k = dead + np.float32(cfg.photo) * cv2.exp(-(d * d))
             # Where the events put the pixel, from each end, within the band; the flow

@@ -172,6 +172,8 @@ def test_fusion_is_the_default_model():
         {"prior_events": 0},
         {"preset": 5},
         {"fb_px": 0},
+        {"photo": -1},
+        {"photo_log": 0},
     ],
 )
 def test_config_rejects_bad_values(kwargs):
