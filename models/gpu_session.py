@@ -364,6 +364,11 @@ def _train(
     # step on average. The deadline guards against an optimistic plan.
     flow_steps = int(args.flow_share * train_s / flow_s) if args.flow_share else 0
     staged = max(10, int((1.0 - args.flow_share) * train_s / (0.85 * all_s)))
+    if args.max_steps and flow_steps + staged > args.max_steps:
+        # A rehearsal caps the plan so that it ends by steps, not by the clock: on a busy
+        # machine the deadline would otherwise decide how much it checks.
+        flow_steps = min(flow_steps, max(1, args.max_steps // 4)) if flow_steps else 0
+        staged = args.max_steps - flow_steps
     steps = flow_steps + staged
     cfg = _train_config(args, work / "run", steps, str(device), flow_steps)
     trainer = Trainer(cfg, log=log)
@@ -633,6 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--motion", default="varied", choices=("varied", "linear"))
     add("--data-workers", type=int, default=max(0, min(14, (os.cpu_count() or 2) - 2)))
     add("--probe-steps", type=_positive_int, default=10)
+    add("--max-steps", type=int, default=0, help="cap on the planned steps (0: the budget decides)")
     add("--threads", type=_positive_int, default=max(1, min(4, os.cpu_count() or 1)))
     add("--cache-dir", default="", help="simulated data cache (default: WORK/sim-data)")
     add("--eval-sequences", type=_positive_int, default=8)

@@ -25,7 +25,7 @@ def _rehearse(out: Path, work: Path, cache: Path, *extra: str) -> subprocess.Com
     args = [
         "run",
         "--out", str(out), "--work", str(work), "--cache-dir", str(cache),
-        "--device", "cpu", "--budget-s", "60", "--eval-reserve-s", "25",
+        "--device", "cpu", "--budget-s", "1500", "--eval-reserve-s", "25", "--max-steps", "14",
         "--width", "0.25", "--batch", "2", "--crop", "64", "--train-sequences", "3",
         "--eval-sequences", "1", "--frame-size", "96x64", "--data-workers", "2",
         "--probe-steps", "5", *extra,
@@ -37,7 +37,7 @@ def _rehearse(out: Path, work: Path, cache: Path, *extra: str) -> subprocess.Com
         f"sys.exit(main({args!r}))\n"
     )
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=1800
     )
 
 
@@ -59,7 +59,7 @@ def test_rehearsal_runs_every_phase_without_the_capture_packages(rehearsal):
     assert 10 <= train["steps_done"] <= train["steps_planned"]
     assert train["flow_steps"] > 0 and train["val_psnr"]
     # How well the budget holds is the machine's speed: docs/benchmarks.md, not a test.
-    assert report["budget_s"] == 60 and report["used_s"] > 0
+    assert report["budget_s"] == 1500 and report["used_s"] > 0
     methods = set(report["eval"]["scores"])
     assert methods == {"timelens (this run)", "timelens (shipped)", "flow", "blend"}
     for per in report["eval"]["scores"].values():
