@@ -14,7 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,9 +81,29 @@ def chromium() -> webdriver.Chrome:
 
 def wait(driver: webdriver.Chrome, condition, timeout_s: float = 180, what: str = "") -> object:
     """Wait on a condition (never a fixed sleep); generous for a busy 2-core machine."""
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.25).until(
-        lambda d: condition(d), message=f"waited {timeout_s} s for {what}"
-    )
+    # Parts of the page are re-rendered while it is open: an element found during one
+    # poll may be replaced before it is read, which only means "poll again".
+    return WebDriverWait(
+        driver, timeout_s, poll_frequency=0.25, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(lambda d: condition(d), message=f"waited {timeout_s} s for {what}")
+
+
+def click_fresh(driver: webdriver.Chrome, css: str, text: str = "", timeout_s: float = 60) -> None:
+    """Click the element `css` (holding `text`) once it is found and clickable. Parts of
+    the page are re-rendered while it is open (the sessions list every few seconds), so
+    an element found a moment ago may be gone: find it again until the click lands."""
+
+    def attempt(d) -> bool:
+        try:
+            el = d.find_element(By.CSS_SELECTOR, css)
+            if text not in el.text:
+                return False
+            el.click()
+            return True
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+
+    wait(driver, attempt, timeout_s, f"a click on {css}")
 
 
 def screenshot(driver: webdriver.Chrome, name: str) -> None:

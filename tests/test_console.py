@@ -12,7 +12,7 @@ import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
-from tests.console_browser import SLOMO, chromium, console, screenshot, wait
+from tests.console_browser import SLOMO, chromium, click_fresh, console, screenshot, wait
 
 pytestmark = pytest.mark.slow
 
@@ -137,9 +137,7 @@ def test_start_stop_records_a_complete_session(recorded: str, sessions: Path) ->
 def test_replay_from_the_page_finishes_and_plays(driver, recorded: str) -> None:
     _tab(driver, "sessions")
     row = f'#sessions-table tr[data-session="{recorded}"]'
-    wait(driver, lambda d: d.find_elements(By.CSS_SELECTOR, row), 60, "session row")
-    assert "complete" in driver.find_element(By.CSS_SELECTOR, row).text
-    driver.find_element(By.CSS_SELECTOR, row).click()
+    click_fresh(driver, row, text="complete")
     wait(driver, lambda d: "status   complete" in _text(d, "session-info"), 60, "info")
     _fill(driver, "replay-form", model="integration", format="mp4")
     _fill(driver, "replay-form", factor="2")
