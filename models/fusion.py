@@ -113,10 +113,12 @@ class FusionInterpolator(Interpolator):
         g1 = cv2.cvtColor(job.frame1, cv2.COLOR_RGB2GRAY)
         fwd = self._pool.submit(self._dis.calc, g0, g1, None)
         bwd = self._pool.submit(self._dis_back.calc, g1, g0, None)
-        pix, on = _event_pixels(job)
-        splits = np.searchsorted(job.events.t, job.timestamps_us, side="left")
+        pix, on, t_ev = _event_pixels(job)
         if cfg.isolated:
-            pix, on = _drop_isolated(pix, on, h, w)
+            pix, on, t_ev = _drop_isolated(pix, on, t_ev, h, w)
+        # Where each inserted frame's time falls among the events kept (not among all
+        # of the job's: the dropped ones would shift every later frame's share).
+        splits = np.searchsorted(t_ev, job.timestamps_us, side="left")
         tot_on = _count(pix[on], h, w)
         tot_off = _count(pix[~on], h, w)
         gamma = cfg.gamma if cfg.gamma is not None else frame_gamma(job.frame0)
@@ -142,6 +144,21 @@ class FusionInterpolator(Interpolator):
         # interval's log change, so each frame needs one mix and one gain.
         base0 = lin0[..., :3].reshape(-1, 3)
         towards1 = (lin1[..., :3] * np.exp(l0 - l1)[..., None]).reshape(-1, 3) - base0
+        # Signed log change (thresholds applied) and count of the events up to each
+        # inserted frame: cheap and sequential, so done while the flows run; the frames themselves are
+        # then independent and run on the pool's two threads (OpenCV and numpy release
+        # the GIL in their loops, so the wall time is about halved on two cores).
+        weights = np.where(on, np.float32(th.c_on), -np.float32(th.c_off))
+        e0 = np.zeros((h, w), np.float32)
+        done = np.full((h, w), np.float32(0))
+        progress = []
+        prev = 0
+        for split in splits:
+            seg = pix[prev:split]
+            e0 += np.bincount(seg, weights[prev:split], h * w).reshape(h, w).astype(np.float32)
+            done += _count(seg, h, w)
+            progress.append((e0.copy(), done.copy()))
+            prev = split
         f01, f10 = fwd.result(), bwd.result()
         grid = _grid2(h, w)
         # Forward-backward consistency of the two flows: where they agree, the flow is
@@ -153,60 +170,98 @@ class FusionInterpolator(Interpolator):
         fb_err = fb[..., 0] ** 2 + fb[..., 1] ** 2
         dead = np.float32(cfg.dead) * np.exp(-fb_err / np.float32(cfg.fb_px**2))
         out = np.empty((len(splits), h, w, 3), np.uint8)
-        # Signed log change (thresholds applied) and count of the events so far.
-        weights = np.where(on, np.float32(th.c_on), -np.float32(th.c_off))
-        e0 = np.zeros((h, w), np.float32)
-        done = np.full((h, w), np.float32(0))
-        inv_n = 1.0 / n_total
-        est_buf = np.empty((h * w, 3), np.float32)
-        integ_buf = np.empty((h * w, 3), np.float32)
-        prev = 0
-        for k, (split, tau) in enumerate(zip(splits, job.taus.astype(np.float32), strict=True)):
-            seg = pix[prev:split]
-            e0 += np.bincount(seg, weights[prev:split], h * w).reshape(h, w).astype(np.float32)
-            done += _count(seg, h, w)
-            prev = split
-            # The part of F1 - F0 the events miss (threshold mismatch, lost events) is
-            # spread over the interval as the pixel's events progress (by time where it
-            # has none): a per-pixel threshold error then cancels exactly.
-            rho = (done + np.float32(cfg.prior_events) * tau) * inv_n
-            change = e0 + missed * rho  # log luma at t minus log luma at t0
-            w0, w1 = _warp_both(lin0, lin1, f01, f10, float(tau), grid)
-            flow = cv2.addWeighted(w0, 1 - float(tau), w1, float(tau), 0.0)
-            slack_k = dead
-            if cfg.photo > 0:  # the warped keyframes agree at t: more slack for the flow
-                # Their log-luma difference (squared below: one log of the ratio).
-                d = cv2.log(cv2.divide(w0[..., 3], w1[..., 3]))
-                d *= np.float32(1.0 / cfg.photo_log)
-                slack_k = dead + np.float32(cfg.photo) * cv2.exp(-(d * d))
-            # Where the events put the pixel, from each end, within the band; the flow
-            # candidate is trusted as long as its luma stays inside.
-            lf = np.log(flow[..., 3])
-            a = l0 + e0
-            b = a + missed
-            centre = l0 + change
-            lo = np.minimum(np.maximum(a, b) - slack, centre)
-            hi = np.maximum(np.minimum(a, b) + slack, centre)
-            moved = np.maximum(np.maximum(lo - lf, lf - hi), 0.0)  # lo <= hi: one side
-            if cfg.blur > 0:
-                moved = cv2.GaussianBlur(moved, (0, 0), cfg.blur)
-            w_int = np.clip(moved * (1.0 / slack) - slack_k, 0.0, 1.0).ravel()
-            est = np.subtract(flow[..., :3].reshape(-1, 3), eps, out=est_buf)
-            sel = np.flatnonzero(w_int)
-            if 4 * len(sel) < len(w_int):  # integration takes part in a small region
-                gain = np.exp(change.ravel()[sel])[:, None]
-                integ = (base0[sel] + rho.ravel()[sel][:, None] * towards1[sel]) * gain - eps
-                est[sel] += w_int[sel, None] * (integ - est[sel])
-            elif len(sel):  # whole frame, in preallocated buffers (no temporaries)
-                np.multiply(towards1, rho.reshape(-1, 1), out=integ_buf)
-                integ_buf += base0
-                integ_buf *= np.exp(change).reshape(-1, 1)
-                integ_buf -= eps
-                integ_buf -= est
-                integ_buf *= w_int[:, None]
-                est += integ_buf
-            out[k] = _encode(est.reshape(h, w, 3), gamma)
+        shared = _Shared(
+            lin0,
+            lin1,
+            l0,
+            f01,
+            f10,
+            grid,
+            base0,
+            towards1,
+            missed,
+            dead,
+            1.0 / n_total,
+            slack,
+            eps,
+            gamma,
+        )
+        taus = job.taus.astype(np.float32)
+        list(
+            self._pool.map(
+                lambda k: self._frame(shared, progress[k][0], progress[k][1], taus[k], out[k]),
+                range(len(splits)),
+            )
+        )
         return out
+
+    def _frame(
+        self, s: _Shared, e0: np.ndarray, done: np.ndarray, tau: np.float32, out: np.ndarray
+    ) -> None:
+        """One inserted frame at tau into `out` (HxWx3 uint8)."""
+        cfg = self.config
+        h, w = e0.shape
+        # The part of F1 - F0 the events miss (threshold mismatch, lost events) is
+        # spread over the interval as the pixel's events progress (by time where it
+        # has none): a per-pixel threshold error then cancels exactly.
+        rho = (done + np.float32(cfg.prior_events) * tau) * s.inv_n
+        change = e0 + s.missed * rho  # log luma at t minus log luma at t0
+        w0, w1 = _warp_both(s.lin0, s.lin1, s.f01, s.f10, float(tau), s.grid)
+        flow = cv2.addWeighted(w0, 1 - float(tau), w1, float(tau), 0.0)
+        slack_k = s.dead
+        if cfg.photo > 0:  # the warped keyframes agree at t: more slack for the flow
+            # Their log-luma difference (squared below: one log of the ratio).
+            d = cv2.log(cv2.divide(w0[..., 3], w1[..., 3]))
+            d *= np.float32(1.0 / cfg.photo_log)
+            slack_k = s.dead + np.float32(cfg.photo) * cv2.exp(-(d * d))
+        # Where the events put the pixel, from each end, within the band; the flow
+        # candidate is trusted as long as its luma stays inside.
+        slack = s.slack
+        lf = np.log(flow[..., 3])
+        a = s.l0 + e0
+        b = a + s.missed
+        centre = s.l0 + change
+        lo = np.minimum(np.maximum(a, b) - slack, centre)
+        hi = np.maximum(np.minimum(a, b) + slack, centre)
+        moved = np.maximum(np.maximum(lo - lf, lf - hi), 0.0)  # lo <= hi: one side
+        if cfg.blur > 0:
+            moved = cv2.GaussianBlur(moved, (0, 0), cfg.blur)
+        w_int = np.clip(moved * (1.0 / slack) - slack_k, 0.0, 1.0).ravel()
+        est = np.subtract(flow[..., :3].reshape(-1, 3), s.eps)
+        sel = np.flatnonzero(w_int)
+        if 4 * len(sel) < len(w_int):  # integration takes part in a small region
+            gain = np.exp(change.ravel()[sel])[:, None]
+            integ = (s.base0[sel] + rho.ravel()[sel][:, None] * s.towards1[sel]) * gain - s.eps
+            est[sel] += w_int[sel, None] * (integ - est[sel])
+        elif len(sel):  # whole frame, in one buffer (no temporaries)
+            integ = np.multiply(s.towards1, rho.reshape(-1, 1))
+            integ += s.base0
+            integ *= np.exp(change).reshape(-1, 1)
+            integ -= s.eps
+            integ -= est
+            integ *= w_int[:, None]
+            est += integ
+        out[...] = _encode(est.reshape(h, w, 3), s.gamma)
+
+
+@dataclass(frozen=True)
+class _Shared:
+    """What every inserted frame of one interval reads (never written while in use)."""
+
+    lin0: np.ndarray
+    lin1: np.ndarray
+    l0: np.ndarray
+    f01: np.ndarray
+    f10: np.ndarray
+    grid: np.ndarray
+    base0: np.ndarray
+    towards1: np.ndarray
+    missed: np.ndarray
+    dead: np.ndarray
+    inv_n: np.ndarray
+    slack: np.float32
+    eps: np.float32
+    gamma: float
 
 
 def _grid2(h: int, w: int) -> np.ndarray:
@@ -229,14 +284,14 @@ def _warp_both(
 
 
 def _drop_isolated(
-    pix: np.ndarray, on: np.ndarray, h: int, w: int
-) -> tuple[np.ndarray, np.ndarray]:
+    pix: np.ndarray, on: np.ndarray, t: np.ndarray, h: int, w: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Events at pixels none of whose 8 neighbours fired in the interval: background
     activity (sensor noise) rather than a moving edge, which always spans pixels."""
     fired = (np.bincount(pix, minlength=h * w) > 0).reshape(h, w).astype(np.float32)
     near = cv2.boxFilter(fired, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
     keep = (near - fired).ravel()[pix] > 0
-    return pix[keep], on[keep]
+    return pix[keep], on[keep], t[keep]
 
 
 def _count(pix: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -261,10 +316,11 @@ def _encode(linear: np.ndarray, gamma: float) -> np.ndarray:
     return cv2.convertScaleAbs(x, alpha=255.0)
 
 
-def _event_pixels(job: IntervalJob) -> tuple[np.ndarray, np.ndarray]:
-    """Flat pixel index and ON flag of every event inside the frame (rounded positions)."""
+def _event_pixels(job: IntervalJob) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat pixel index, ON flag and time of every event inside the frame (rounded
+    positions), in the job's (time) order."""
     ev = job.events
     xi = np.rint(ev.x).astype(np.intp)
     yi = np.rint(ev.y).astype(np.intp)
     inside = (xi >= 0) & (xi < job.width) & (yi >= 0) & (yi < job.height)
-    return (yi * job.width + xi)[inside], (ev.p[inside] > 0)
+    return (yi * job.width + xi)[inside], (ev.p[inside] > 0), ev.t[inside]
