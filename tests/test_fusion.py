@@ -235,3 +235,35 @@ def test_fastscenes_unknown_kind_is_refused():
 
     with pytest.raises(ValueError, match="kind must be one of"):
         scene_config("tornado", 0)
+
+
+def test_visibility_blend_takes_the_keyframe_the_events_agree_with():
+    """Where one warped keyframe fetched the wrong surface (occluded in that keyframe),
+    its luma leaves the events' band and the other keyframe takes over; where both sit
+    in the band the result is the plain time blend."""
+    fusion = FusionInterpolator()
+    h, w, tau = 8, 20, 0.25
+    right = np.full((h, w, 4), 0.4, np.float32)
+    wrong = np.full((h, w, 4), 0.4, np.float32)
+    wrong[:, :5] = 0.05  # the left fetched a dark surface in keyframe 0's warp
+    wrong[:, 14:], right[:, 14:] = 0.41, 0.39  # the right: both inside the band
+    band = np.log(np.float32(0.4))
+    lo = np.full((h, w), band - 0.05, np.float32)
+    hi = np.full((h, w), band + 0.05, np.float32)
+    lw0, lw1 = np.log(wrong[..., 3]), np.log(right[..., 3])
+    out = fusion._blend_visible(wrong, right, lw0, lw1, tau, lo, hi, np.float32(0.05))
+    # Left (wrong in keyframe 0, though it has 3/4 of the time weight): keyframe 1.
+    np.testing.assert_allclose(out[:, :2], 0.4, atol=0.01)
+    # Both inside the band: the plain time blend.
+    np.testing.assert_allclose(out[:, 15:], (1 - tau) * 0.41 + tau * 0.39, atol=1e-4)
+    # Without the events' say the time blend keeps 3/4 of the wrong surface.
+    plain = FusionInterpolator(FusionConfig(visibility=0))
+    assert plain.config.visibility == 0
+    blend = (1 - tau) * wrong + tau * right
+    assert abs(float(blend[0, 0, 3]) - 0.4) > 0.2
+
+
+def test_config_rejects_bad_flow_settings():
+    for bad in (dict(visibility=-1), dict(finest_scale=7), dict(refine=-1), dict(stride=0)):
+        with pytest.raises(ValueError, match="FusionConfig"):
+            FusionConfig(**bad)
