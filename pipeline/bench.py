@@ -174,7 +174,7 @@ def bench_console_cmd(args: argparse.Namespace) -> dict[str, Any]:
     (pipeline/console/bench.py; needs Chromium and selenium)."""
     from pipeline.console.bench import bench_console
 
-    return {"console": bench_console(seconds=args.seconds, model=args.model)}
+    return {"console": bench_console(seconds=args.seconds, model=args.model, sim=args.sim)}
 
 
 BENCHES = {
@@ -208,6 +208,17 @@ def size_arg(text: str) -> str:
     return text
 
 
+def sim_rate_arg(text: str) -> str:
+    """--sim WxH@FPS for the console bench, checked before any work."""
+    from pipeline.console.bench import SimRate
+
+    try:
+        SimRate.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from pipeline.cli import positive_float, positive_int
 
@@ -233,6 +244,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--repeats", type=positive_int, default=3, help="model bench: timed runs per row"
+    )
+    p.add_argument(
+        "--sim",
+        type=sim_rate_arg,
+        metavar="WxH@FPS",
+        help="console bench: the simulated rig's size and frame rate (default: the largest "
+        "that keeps real time unwatched here)",
     )
     p.add_argument(
         "--json", action="store_true", help="print JSON instead of a table per benchmark"

@@ -107,7 +107,7 @@ def test_tap_to_hub_over_zeromq() -> None:
     """Frames, events, health and interpolated frames reach the hub; the hub keeps the
     newest and renders JPEGs."""
     hub = PreviewHub()
-    tap = PreviewTap(hub.endpoint, (40, 30), frame_hz=50, events_hz=50).start()
+    tap = PreviewTap(hub.endpoint, (40, 30), max_hz=50).start()
     out = PreviewOutput(hub.endpoint, hz=100)
     try:
         image = np.zeros((30, 40, 3), np.uint8)

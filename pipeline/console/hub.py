@@ -7,6 +7,8 @@ frame, only when a browser asks.
 from __future__ import annotations
 
 import collections
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,22 @@ EVENT_HISTORY_S = 2.0  # longest event window a browser may ask for
 ON_RGB = np.array([40, 170, 255], np.uint8)  # ON (brighter): blue
 OFF_RGB = np.array([255, 70, 50], np.uint8)  # OFF (darker): red
 JPEG_QUALITY = 80
+PREVIEW_NICE = 10  # preview work yields to capture and recording when the CPU is short
+
+
+def lower_thread_priority(nice: int = PREVIEW_NICE) -> None:
+    """Make the calling thread yield to everything at normal priority. On Linux the
+    niceness is per thread, so only the preview threads yield: the recording and
+    monitor processes the server starts from its other threads keep normal priority.
+    Elsewhere (or when the console already runs nicer than this) nothing changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        if os.getpriority(os.PRIO_PROCESS, tid) < nice:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+    except OSError:
+        pass
 
 
 @dataclass
@@ -122,6 +140,7 @@ class PreviewHub:
 
     # -- receiving ---------------------------------------------------------------------
     def _run(self) -> None:
+        lower_thread_priority()
         while not self._stop.is_set():
             if not self._sock.poll(200):
                 continue

@@ -7,11 +7,13 @@ calibration wizard in a thread, so the event loop never blocks.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from pipeline.console.calib import CalibForm, CalibrationJob, sim_pairs
-from pipeline.console.hub import PreviewHub
+from pipeline.console.hub import PreviewHub, lower_thread_priority
 from pipeline.console.rig import CONSOLE_MODELS, CameraSettings, FormError, RigController, RigSpec
 from pipeline.console.security import Access, AccessMiddleware
 from pipeline.console.sessions import (
@@ -77,6 +79,11 @@ class Console:
         self.cfg = cfg
         cfg.sessions.mkdir(parents=True, exist_ok=True)
         self.hub = PreviewHub()
+        # Rendering previews (event images, JPEG) in threads of lower priority: on a
+        # busy machine the recording's processes get the CPU first.
+        self.render_pool = ThreadPoolExecutor(
+            2, thread_name_prefix="preview-render", initializer=lower_thread_priority
+        )
         self.rig = RigController(cfg.spec, cfg.sessions, self.hub.endpoint, self.hub.reset)
         self.replays = ReplayJobs(cfg.sessions)
         self.calibration: CalibrationJob | None = None
@@ -92,6 +99,7 @@ class Console:
         if self.calibration is not None:
             self.calibration.cancel()
         self.hub.close()
+        self.render_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- pages -------------------------------------------------------------------------
     async def index(self, request: Request) -> Response:
@@ -156,7 +164,7 @@ class Console:
                 return self.hub.events_jpeg(name, window, size)
             return self.hub.frame_jpeg(name)
 
-        got = await run_in_threadpool(render)
+        got = await asyncio.get_running_loop().run_in_executor(self.render_pool, render)
         if got is None:
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
         seq, wall, data = got

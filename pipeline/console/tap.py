@@ -2,19 +2,24 @@
 
 Capture's thread only drops references into a latest-only slot (frames) and a bounded
 deque (event batches); both are O(1) and never wait. A publisher thread of its own
-sends what is there at a modest rate on a ZeroMQ PUB socket, which drops messages
-when the console is slow (PUB never blocks), so a stalled or absent console costs the
-capture thread nothing. The recorder gets the same treatment for interpolated frames
-(`PreviewOutput`). Messages use the pipeline's wire format (pipeline/wire.py): JSON
-header plus raw arrays, never pickle.
+sends what is there on a ZeroMQ PUB socket, which drops messages when the console is
+slow (PUB never blocks), so a stalled or absent console costs the capture thread
+nothing. How often it sends is paced by capture itself (`PreviewPace`): while capture
+falls behind real time the previews slow down, down to one a second, so that on a
+busy machine the CPU goes to capture rather than to previews and the browsers drawing
+them. The recorder gets the same treatment for interpolated frames (`PreviewOutput`).
+Messages use the pipeline's wire format (pipeline/wire.py): JSON header plus raw
+arrays, never pickle.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import shutil
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +58,73 @@ def subsample(batch: EventBatch, limit: int) -> EventBatch:
     return EventBatch(batch.t[idx], batch.x[idx], batch.y[idx], batch.p[idx])
 
 
+@dataclass
+class PreviewPace:
+    """How many previews a second the tap sends, so that capture keeps priority.
+
+    Capture's lag behind real time is the wall clock minus the data's own clock at the
+    moment capture handed a batch over, relative to the smallest such difference seen
+    (a camera's clock has an unknown offset; its drift, ppm, is far below what counts
+    here). Once per `every_s`: while the lag exceeds `lag_budget_s` or grew faster than
+    `growth_per_s` (seconds per second), the rate halves (down to `min_hz`); otherwise
+    it climbs by `step_hz` back to `max_hz`. Halving quickly and climbing slowly keeps
+    the lag bounded near the budget on a machine with no CPU to spare.
+    """
+
+    max_hz: float = 25.0
+    min_hz: float = 1.0
+    lag_budget_s: float = 0.2
+    growth_per_s: float = 0.02
+    step_hz: float = 2.0
+    every_s: float = 1.0
+    hz: float = field(init=False)
+    lag_s: float = field(init=False, default=0.0)
+    slowdowns: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        for name in ("max_hz", "min_hz", "lag_budget_s", "growth_per_s", "step_hz", "every_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"PreviewPace.{name} must be a positive number, got {v}")
+        if self.min_hz > self.max_hz:
+            raise ValueError(f"PreviewPace.min_hz {self.min_hz} is above max_hz {self.max_hz}")
+        self.hz = self.max_hz
+        self._offset: float | None = None
+        self._checked: tuple[float, float] | None = None  # (when, lag then)
+
+    def observe(self, data_us: int, wall_s: float) -> None:
+        """Newest data time (µs, the camera's clock) and the wall (monotonic) time
+        capture handed it over."""
+        d = wall_s - data_us * 1e-6
+        if self._offset is None or d < self._offset:
+            self._offset = d
+        self.lag_s = d - self._offset
+
+    @property
+    def period_s(self) -> float:
+        return 1.0 / self.hz
+
+    def update(self, now: float) -> float:
+        """The rate to use from now on (called by the publisher thread each send)."""
+        if self._checked is None:
+            self._checked = (now, self.lag_s)
+            return self.hz
+        since, lag_then = self._checked
+        if now - since < self.every_s:
+            return self.hz
+        growth = (self.lag_s - lag_then) / (now - since)
+        if self.lag_s > self.lag_budget_s or growth > self.growth_per_s:
+            self.hz = max(self.min_hz, self.hz / 2)
+            self.slowdowns += 1
+        else:
+            self.hz = min(self.max_hz, self.hz + self.step_hz)
+        self._checked = (now, self.lag_s)
+        return self.hz
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hz": round(self.hz, 2), "lag_s": round(self.lag_s, 3), "slowdowns": self.slowdowns}
+
+
 class PreviewTap:
     """Capture-side end of the preview. `events`, `frame` and `tick` are called from the
     capture thread and only store references."""
@@ -61,20 +133,22 @@ class PreviewTap:
         self,
         endpoint: str,
         event_size: tuple[int, int],
-        frame_hz: float = 25.0,
-        events_hz: float = 20.0,
+        max_hz: float = 25.0,
         health_every_s: float = 0.5,
         disk_path: Path | None = None,
+        pace: PreviewPace | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.event_size = [int(v) for v in event_size]
-        self.period_s = 1.0 / max(frame_hz, events_hz)
+        self.pace = pace or PreviewPace(max_hz=max_hz)
         self.health_every_s = health_every_s
         self.disk_path = disk_path
         self._frame: Frame | None = None
         self._frame_wall = 0.0
-        self._events: collections.deque[tuple[EventBatch, EventBatch | None]] = collections.deque(
-            maxlen=1024
+        # (raw, mapped, monotonic time handed over); bounded: a slow publisher loses
+        # the oldest, never blocks capture.
+        self._events: collections.deque[tuple[EventBatch, EventBatch | None, float]] = (
+            collections.deque(maxlen=1024)
         )
         self._health: dict[str, Any] | None = None
         self._next_health = 0.0
@@ -84,7 +158,7 @@ class PreviewTap:
 
     # -- capture thread: references only ---------------------------------------------
     def events(self, raw: EventBatch, mapped: EventBatch | None = None) -> None:
-        self._events.append((raw, mapped))
+        self._events.append((raw, mapped, time.monotonic()))
 
     def frame(self, frame: Frame) -> None:
         self._frame = frame
@@ -122,7 +196,8 @@ class PreviewTap:
         ctx, sock = _pub(self.endpoint)
         last_frame: Frame | None = None
         try:
-            while not self._stop.wait(self.period_s):
+            while not self._stop.wait(self.pace.period_s):
+                self.pace.update(time.monotonic())
                 frame = self._frame
                 if frame is not None and frame is not last_frame:
                     last_frame = frame
@@ -135,6 +210,7 @@ class PreviewTap:
                     self._health = None
                     if self.disk_path is not None:
                         health["disk_free_bytes"] = _disk_free(self.disk_path)
+                    health["preview"] = self.pace.to_dict()
                     _send(sock, wire.Message("status", {"kind": "health", **health}))
         finally:
             sock.close(linger=0)
@@ -144,11 +220,13 @@ class PreviewTap:
         raws, mapped = [], []
         n = 0
         while self._events:
-            r, m = self._events.popleft()
+            r, m, handed = self._events.popleft()
             raws.append(r)
             n += len(r)
             if m is not None:
                 mapped.append(m)
+            if len(r):
+                self.pace.observe(int(r.t[-1]), handed)
         if not n:
             return
         raw = subsample(EventBatch.concat(raws), MAX_PREVIEW_EVENTS)

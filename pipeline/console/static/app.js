@@ -41,14 +41,35 @@ function show(part) {
   if (location.hash !== `#${part}`) location.hash = part;
 }
 
-// -- previews: each canvas asks for the next newer frame (lossy: only the newest), at
-// most at the chosen rate; drawn with createImageBitmap, the cheapest path measured.
+// -- previews: each canvas asks for the next newer image (lossy: only the newest), at
+// most at the chosen rate; the server sends a newer one only as often as capture can
+// spare (the tap slows down while capture lags behind real time). Images are decoded
+// with createImageBitmap (the cheapest path measured) and drawn together in one
+// animation frame: the images of one tap round land in one repaint of the page, not
+// one each, and a hidden page draws nothing.
 function visible(el) { return el.offsetParent !== null; }
 const pause = (ms) => new Promise((r) => setTimeout(r, ms));
+const pendingDraws = new Map();
+
+function drawPending() {
+  for (const [canvas, bmp] of pendingDraws) {
+    if (canvas.width !== bmp.width) canvas.width = bmp.width;
+    if (canvas.height !== bmp.height) canvas.height = bmp.height;
+    canvas.getContext("2d").drawImage(bmp, 0, 0);
+    bmp.close();
+  }
+  pendingDraws.clear();
+}
+
+function drawSoon(canvas, bmp) {
+  const older = pendingDraws.get(canvas);
+  if (older) older.close();
+  else if (!pendingDraws.size) requestAnimationFrame(drawPending);
+  pendingDraws.set(canvas, bmp);
+}
 
 async function previewLoop(canvas) {
   const name = canvas.dataset.preview;
-  const g = canvas.getContext("2d");
   let seq = -1;
   const st = { frames: 0, fps: 0, latency_ms: null, t0: performance.now(), n0: 0 };
   if (!window.previewStats[name] || canvas.id) window.previewStats[name] = st;
@@ -61,12 +82,9 @@ async function previewLoop(canvas) {
       if (r.status !== 200) { await pause(500); continue; }
       const newSeq = parseInt(r.headers.get("X-Seq"), 10);
       const wall = parseFloat(r.headers.get("X-Wall"));
-      const bmp = await createImageBitmap(await r.blob());
-      if (canvas.width !== bmp.width) canvas.width = bmp.width;
-      if (canvas.height !== bmp.height) canvas.height = bmp.height;
-      g.drawImage(bmp, 0, 0);
-      bmp.close();
-      if (newSeq !== seq) {
+      const blob = await r.blob();
+      if (newSeq !== seq) {  // the same image again (no newer one within 5 s): nothing to draw
+        drawSoon(canvas, await createImageBitmap(blob));
         seq = newSeq;
         st.frames += 1;
         st.latency_ms = Date.now() - wall * 1000;
@@ -91,7 +109,8 @@ const fmt = {
 };
 
 function healthRows(s) {
-  const h = s.health, c = h.counters || {}, sync = c.sync || {}, w = c.workers || {};
+  const h = s.health, c = h.counters || {}, sync = c.sync || {}, w = c.workers || {}, pv = c.preview || {};
+  const behind = (pv.lag_s || 0) > 0.2;
   const drops = (c.camera_skipped_frames || 0) + (c.live_events_dropped || 0) + (c.recorder_messages_dropped || 0);
   return [
     ["Cameras", h.stale ? `no data for ${h.data_age_s == null ? "–" : h.data_age_s + " s"}` : "delivering", h.stale],
@@ -102,6 +121,7 @@ function healthRows(s) {
     ["Workers", w.alive != null ? `${w.busy} busy of ${w.alive}, ${fmt.n(w.dispatched)} intervals sent` : "– (while recording)"],
     ["Skipped intervals", c.intervals != null ? `${fmt.n(c.intervals_skipped)} of ${fmt.n(c.intervals)}` : "–"],
     ["Disk free", fmt.bytes(h.disk_free_bytes), h.disk_free_bytes != null && h.disk_free_bytes < 5 * 2 ** 30],
+    ["Previews", pv.hz == null ? "–" : `${pv.hz} per s` + (behind ? ` (slowed: capture ${pv.lag_s.toFixed(2)} s behind real time)` : ""), behind],
   ];
 }
 
