@@ -77,6 +77,7 @@ class FusionConfig:
     finest_scale: int | None = None
     refine: int | None = 0
     stride: int | None = 2
+    decide: int = 2
 
     def __post_init__(self) -> None:
         if self.gamma is not None and not 0.2 <= self.gamma <= 5:
@@ -107,6 +108,8 @@ class FusionConfig:
             raise ValueError(f"FusionConfig.refine must be in [0, 50] or None, got {self.refine}")
         if self.stride is not None and not 1 <= self.stride <= 16:
             raise ValueError(f"FusionConfig.stride must be in [1, 16] or None, got {self.stride}")
+        if self.decide not in (1, 2, 4):
+            raise ValueError(f"FusionConfig.decide must be 1, 2 or 4, got {self.decide}")
         if self.preset not in (0, 1, 2):
             raise ValueError(f"FusionConfig.preset must be 0, 1 or 2, got {self.preset}")
 
@@ -193,17 +196,23 @@ class FusionInterpolator(Interpolator):
         fb_err = fb[..., 0] ** 2 + fb[..., 1] ** 2
         dead = np.float32(cfg.dead) * np.exp(-fb_err / np.float32(cfg.fb_px**2))
         out = np.empty((len(splits), h, w, 3), np.uint8)
+        small = (max(1, w // cfg.decide), max(1, h // cfg.decide))
+
+        def down(a: np.ndarray) -> np.ndarray:
+            return a if cfg.decide == 1 else cv2.resize(a, small, interpolation=cv2.INTER_AREA)
+
         shared = _Shared(
             lin0,
             lin1,
-            l0,
+            down(l0),
             f01,
             f10,
             grid,
             base0,
             towards1,
             missed,
-            dead,
+            down(missed),
+            down(dead),
             1.0 / n_total,
             slack,
             eps,
@@ -228,36 +237,56 @@ class FusionInterpolator(Interpolator):
         # spread over the interval as the pixel's events progress (by time where it
         # has none): a per-pixel threshold error then cancels exactly.
         rho = cv2.multiply(cv2.add(done, float(cfg.prior_events * tau)), s.inv_n)
-        change = cv2.add(e0, cv2.multiply(s.missed, rho))  # log luma at t minus at t0
+        change = cv2.add(e0, cv2.multiply(s.missed_full, rho))  # log luma at t minus at t0
         interp = cv2.INTER_CUBIC if cfg.cubic else cv2.INTER_LINEAR
         w0, w1 = _warp_both(s.lin0, s.lin1, s.f01, s.f10, float(tau), s.grid, interp)
         if cfg.cubic:  # bicubic overshoots at edges: keep the light positive (log-ready)
             cv2.max(w0, float(s.eps), dst=w0)
             cv2.max(w1, float(s.eps), dst=w1)
+        # The choice (which keyframe, how much integration) is smooth (blurred over
+        # `blur` pixels), so it is made on a grid `decide` times coarser (luma averaged
+        # over each cell) and interpolated back: most of the per-pixel arithmetic then
+        # runs on a quarter of the pixels.
+        small = s.l0.shape[::-1]
+        down = (
+            (lambda a: a)
+            if cfg.decide == 1
+            else (lambda a: cv2.resize(a, small, interpolation=cv2.INTER_AREA))
+        )
+        y0 = down(cv2.extractChannel(w0, 3))
+        y1 = down(cv2.extractChannel(w1, 3))
+        lw0, lw1 = cv2.log(y0), cv2.log(y1)
         # Where the events put the pixel, from each end, within the band; the flow
         # candidate is trusted as long as its luma stays inside.
         slack = s.slack
-        ea = cv2.add(s.l0, e0)
+        ea = cv2.add(s.l0, down(e0))
         eb = cv2.add(ea, s.missed)
-        centre = cv2.add(s.l0, change)
+        centre = cv2.add(s.l0, down(change))
         lo = cv2.min(cv2.subtract(cv2.max(ea, eb), float(slack)), centre)
         hi = cv2.max(cv2.add(cv2.min(ea, eb), float(slack)), centre)
-        lw0 = cv2.log(cv2.extractChannel(w0, 3))
-        lw1 = cv2.log(cv2.extractChannel(w1, 3))
+        blur = cfg.blur / cfg.decide
         if cfg.visibility > 0:
-            flow = self._blend_visible(w0, w1, lw0, lw1, float(tau), lo, hi, slack)
+            share0 = self._share0(lw0, lw1, float(tau), lo, hi, slack)
         else:
-            flow = cv2.addWeighted(w0, 1 - float(tau), w1, float(tau), 0.0)
+            share0 = np.full(lw0.shape, np.float32(1 - tau))
         slack_k = s.dead
         if cfg.photo > 0:  # the warped keyframes agree at t: more slack for the flow
             d = cv2.subtract(lw0, lw1)  # their log-luma difference
             d *= np.float32(1.0 / cfg.photo_log)
             slack_k = cv2.scaleAdd(cv2.exp(-cv2.multiply(d, d)), float(cfg.photo), s.dead)
-        moved = _outside(cv2.log(cv2.extractChannel(flow, 3)), lo, hi)
-        if cfg.blur > 0:
-            moved = cv2.GaussianBlur(moved, (0, 0), cfg.blur)
+        # The flow candidate's luma: the blend of the two, in linear light.
+        yf = cv2.add(cv2.multiply(cv2.subtract(y0, y1), share0), y1)
+        moved = _outside(cv2.log(yf), lo, hi)
+        if blur > 0:
+            moved = cv2.GaussianBlur(moved, (0, 0), blur)
         moved *= np.float32(1.0 / slack)
         w_int = cv2.max(cv2.min(cv2.subtract(moved, slack_k), 1.0), 0.0)
+        if cfg.decide != 1:
+            share0 = cv2.resize(share0, (w, h), interpolation=cv2.INTER_LINEAR)
+            w_int = cv2.resize(w_int, (w, h), interpolation=cv2.INTER_LINEAR)
+        flow = cv2.subtract(w0, w1)
+        flow *= share0[..., None]
+        flow += w1
         est = cv2.subtract(cv2.cvtColor(flow, cv2.COLOR_RGBA2RGB), (float(s.eps),) * 3)
         n_int = cv2.countNonZero(w_int)
         if 0 < 4 * n_int < h * w:  # integration takes part in a small region
@@ -278,37 +307,25 @@ class FusionInterpolator(Interpolator):
             est += integ
         out[...] = _encode(est, s.gamma)
 
-    def _blend_visible(
-        self,
-        w0: np.ndarray,
-        w1: np.ndarray,
-        lw0: np.ndarray,
-        lw1: np.ndarray,
-        tau: float,
-        lo: np.ndarray,
-        hi: np.ndarray,
-        slack,
+    def _share0(
+        self, lw0: np.ndarray, lw1: np.ndarray, tau: float, lo: np.ndarray, hi: np.ndarray, slack
     ) -> np.ndarray:
-        """The two warped keyframes (log lumas lw0, lw1) blended by time, each weighted
-        by how well its luma sits in the events' band: where a region is hidden in one
-        keyframe (occluded, or uncovered by the motion) that keyframe's warp fetches the
-        wrong surface and its luma leaves the band, so the other one takes over; where
-        both agree, this is the plain time blend."""
+        """Keyframe 0's share of the flow candidate, given the two warped keyframes' log
+        lumas: the time blend, each side weighted by how well its luma sits in the
+        events' band. Where a region is hidden in one keyframe (occluded, or uncovered by
+        the motion) that keyframe's warp fetches the wrong surface and its luma leaves
+        the band, so the other one takes over; where both agree it is 1 - tau."""
         cfg = self.config
-        k = float(1.0 / (cfg.visibility * slack))
+        k2 = float(1.0 / (cfg.visibility * slack)) ** 2
+        blur = cfg.blur / cfg.decide
         vis = []
         for lw, share in ((lw0, 1.0 - tau), (lw1, tau)):
             off = _outside(lw, lo, hi)
-            if cfg.blur > 0:
-                off = cv2.GaussianBlur(off, (0, 0), cfg.blur)
-            off *= k
-            v = cv2.exp(-cv2.multiply(off, off))
+            if blur > 0:
+                off = cv2.GaussianBlur(off, (0, 0), blur)
+            v = cv2.exp(cv2.multiply(off, off, scale=-k2))
             vis.append(cv2.multiply(cv2.add(v, 1e-3), share))
-        share0 = cv2.divide(vis[0], cv2.add(vis[0], vis[1]))
-        flow = cv2.subtract(w0, w1)
-        flow *= share0[..., None]
-        flow += w1
-        return flow
+        return cv2.divide(vis[0], cv2.add(vis[0], vis[1]))
 
 
 @dataclass(frozen=True)
@@ -323,7 +340,8 @@ class _Shared:
     grid: np.ndarray
     base0: np.ndarray
     towards1: np.ndarray
-    missed: np.ndarray
+    missed_full: np.ndarray
+    missed: np.ndarray  # at the decision grid, as l0 and dead
     dead: np.ndarray
     inv_n: np.ndarray
     slack: np.float32

@@ -251,7 +251,8 @@ def test_visibility_blend_takes_the_keyframe_the_events_agree_with():
     lo = np.full((h, w), band - 0.05, np.float32)
     hi = np.full((h, w), band + 0.05, np.float32)
     lw0, lw1 = np.log(wrong[..., 3]), np.log(right[..., 3])
-    out = fusion._blend_visible(wrong, right, lw0, lw1, tau, lo, hi, np.float32(0.05))
+    share0 = fusion._share0(lw0, lw1, tau, lo, hi, np.float32(0.05))
+    out = right + share0[..., None] * (wrong - right)
     # Left (wrong in keyframe 0, though it has 3/4 of the time weight): keyframe 1.
     np.testing.assert_allclose(out[:, :2], 0.4, atol=0.01)
     # Both inside the band: the plain time blend.
@@ -264,6 +265,12 @@ def test_visibility_blend_takes_the_keyframe_the_events_agree_with():
 
 
 def test_config_rejects_bad_flow_settings():
-    for bad in (dict(visibility=-1), dict(finest_scale=7), dict(refine=-1), dict(stride=0)):
+    for bad in (
+        dict(visibility=-1),
+        dict(finest_scale=7),
+        dict(refine=-1),
+        dict(stride=0),
+        dict(decide=3),
+    ):
         with pytest.raises(ValueError, match="FusionConfig"):
             FusionConfig(**bad)
