@@ -60,7 +60,8 @@ class FusionConfig:
     variational refinement iterations per level, stride: its patch stride in pixels;
     None: the preset's. The defaults (no refinement, which smooths the flow across motion
     boundaries, and denser patches, which pay for it) scored higher than the medium
-    preset on every suite, real and simulated (docs/model.md)."""
+    preset on every suite, real and simulated (docs/model.md). decide: the choice is
+    made on a grid this many times coarser (1, 2 or 4) and interpolated back."""
 
     gamma: float | None = None
     band: float = 0.7
