@@ -150,34 +150,36 @@ def _browsers(url: str, n: int) -> list:
 
 
 class _HttpViewer:
-    """A viewer without a browser: the page's request loop (next newer image of each
-    preview, no rate cap) in threads, so the server's own cost shows apart from a
-    browser's."""
+    """A viewer without a browser: the page's request loop for the Live part (the next
+    newer stacked image of the RGB, event and overlay previews, no rate cap) in a
+    thread, so the server's own cost shows apart from a browser's."""
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.stats = {n: {"frames": 0, "latency_ms": None} for n in PREVIEWS}
         self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._loop, args=(n,), daemon=True) for n in PREVIEWS
-        ]
-        for t in self._threads:
-            t.start()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
 
-    def _loop(self, name: str) -> None:
+    def _loop(self) -> None:
         seq = -1
+        shown: dict[str, int] = {}
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
         while not self._stop.is_set():
-            conn.request("GET", f"/api/preview/{name}.jpg?after={seq}&window=30")
+            conn.request("GET", f"/api/preview/live.jpg?after={seq}&window=30")
             r = conn.getresponse()
             r.read()
-            if r.status == 200 and int(r.getheader("X-Seq")) != seq:
-                seq = int(r.getheader("X-Seq"))
-                st = self.stats[name]
-                st["frames"] += 1
-                st["latency_ms"] = 1000 * (time.time() - float(r.getheader("X-Wall")))
-            elif r.status != 200:
+            if r.status != 200:
                 time.sleep(0.5)
+                continue
+            seq = int(r.getheader("X-Seq"))
+            for part in json.loads(r.getheader("X-Layout")):
+                name = part["name"]
+                if name in self.stats and shown.get(name) != part["seq"]:
+                    shown[name] = part["seq"]
+                    st = self.stats[name]
+                    st["frames"] += 1
+                    st["latency_ms"] = 1000 * (time.time() - part["wall"])
         conn.close()
 
     def execute_script(self, script: str) -> dict:
@@ -185,8 +187,7 @@ class _HttpViewer:
 
     def quit(self) -> None:
         self._stop.set()
-        for t in self._threads:
-            t.join(10)
+        self._thread.join(10)
 
 
 def _preview_stats(drivers: list) -> dict[str, list[dict]]:

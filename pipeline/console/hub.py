@@ -203,9 +203,14 @@ class PreviewHub:
             self.health = {}
 
     # -- serving -----------------------------------------------------------------------
+    def _seq(self, name: str) -> int:
+        if name == "live":
+            return self._slots["rgb"].seq + self._events_seq
+        return self._events_seq if name in ("events", "overlay") else self._slots[name].seq
+
     def seq(self, name: str) -> int:
         with self._cond:
-            return self._events_seq if name in ("events", "overlay") else self._slots[name].seq
+            return self._seq(name)
 
     def wait_newer(self, name: str, after: int, timeout_s: float) -> int:
         """Block (a worker thread, never the event loop) until `name` has a frame newer
@@ -213,7 +218,7 @@ class PreviewHub:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:
-                cur = self._events_seq if name in ("events", "overlay") else self._slots[name].seq
+                cur = self._seq(name)
                 left = deadline - time.monotonic()
                 if cur > after or left <= 0:
                     return cur
@@ -235,14 +240,27 @@ class PreviewHub:
         """The event image ('events', sensor grid) or the overlay on the newest RGB
         frame ('overlay', events mapped through the calibration) over the last
         window_ms of rig time."""
+        key = (name, round(window_ms, 1), size)
+        with self._cond:
+            cached = self._render_cache.get(key)
+            if cached is not None and cached[0] == self._events_seq:
+                return cached
+        got = self._events_image(name, window_ms, size)
+        if got is None:
+            return None
+        seq, wall, image = got
+        out = (seq, wall, jpeg(image))
+        with self._cond:
+            self._render_cache[key] = out
+        return out
+
+    def _events_image(
+        self, name: str, window_ms: float, size: tuple[int, int]
+    ) -> tuple[int, float, np.ndarray] | None:
         with self._cond:
             if not self._events:
                 return None
             seq, wall = self._events_seq, self._events[-1].wall
-            key = (name, round(window_ms, 1), size)
-            cached = self._render_cache.get(key)
-            if cached is not None and cached[0] == seq:
-                return seq, wall, cached[1]
             parts = list(self._events)
             base = self._slots["rgb"].image
         if name == "overlay":
@@ -259,7 +277,57 @@ class PreviewHub:
         x = np.concatenate([c[1] for c in cols])[keep]
         y = np.concatenate([c[2] for c in cols])[keep]
         p = np.concatenate([c[3] for c in cols])[keep]
-        data = jpeg(event_image(x, y, p, size, base))
+        return seq, wall, event_image(x, y, p, size, base)
+
+    def live_jpeg(
+        self, window_ms: float, size: tuple[int, int]
+    ) -> tuple[int, float, bytes, list[dict[str, Any]]] | None:
+        """The previews of the Live part (RGB, events, overlay and the newest
+        interpolated frame) in one JPEG, stacked, with where each is and its own
+        sequence number: a browser fetches and decodes one image per round instead of
+        four, which is most of what a preview costs it. A round is a newer frame or
+        newer events from the capture tap, so the interpolated preview follows the
+        tap's pace too. Each part starts on a 16-pixel row so JPEG blocks never mix."""
+        key = ("live", round(window_ms, 1), size)
         with self._cond:
-            self._render_cache[key] = (seq, data)
-        return seq, wall, data
+            seq = self._seq("live")
+            cached = self._render_cache.get(key)
+            if cached is not None and cached[0] == seq:
+                return cached
+            frames = {
+                k: (slot.seq, slot.wall, slot.image) if slot.image is not None else None
+                for k, slot in self._slots.items()
+            }
+        parts = [
+            ("rgb", frames["rgb"]),
+            ("events", self._events_image("events", window_ms, size)),
+            ("overlay", self._events_image("overlay", window_ms, size)),
+            ("interpolated", frames["interpolated"]),
+        ]
+        present = [(n, got) for n, got in parts if got is not None]
+        if not present:
+            return None
+        width = max(img.shape[1] for _, (_, _, img) in present)
+        height = sum(-(-img.shape[0] // 16) * 16 for _, (_, _, img) in present)
+        sheet = np.zeros((height, width, 3), np.uint8)
+        layout: list[dict[str, Any]] = []
+        y = 0
+        for name, (part_seq, wall, img) in present:
+            h, w = img.shape[:2]
+            sheet[y : y + h, :w] = img
+            layout.append(
+                {
+                    "name": name,
+                    "seq": part_seq,
+                    "wall": round(wall, 4),
+                    "x": 0,
+                    "y": y,
+                    "w": w,
+                    "h": h,
+                }
+            )
+            y += -(-h // 16) * 16
+        out = (seq, max(p["wall"] for p in layout), jpeg(sheet), layout)
+        with self._cond:
+            self._render_cache[key] = out
+        return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shutil
 import threading
 import time
@@ -40,7 +41,7 @@ from pipeline.console.sessions import (
 )
 
 STATIC = Path(__file__).parent / "static"
-PREVIEWS = ("rgb", "events", "overlay", "interpolated")
+PREVIEWS = ("rgb", "events", "overlay", "interpolated", "live")  # live: the first three in one
 CALIB_DIR = "calibration"
 STALE_S = 3.0  # no preview data for this long: the camera is shown as silent
 
@@ -155,20 +156,23 @@ class Console:
         except ValueError:
             return JSONResponse({"error": "after and window must be numbers"}, status_code=400)
         window = min(max(window, 1.0), 2000.0)
-        src = "rgb" if name == "rgb" else name
-        await run_in_threadpool(self.hub.wait_newer, src, after, 5.0)
+        await run_in_threadpool(self.hub.wait_newer, name, after, 5.0)
 
         def render():
+            size = self.hub.event_size or (346, 260)
+            if name == "live":
+                return self.hub.live_jpeg(window, size)
             if name in ("events", "overlay"):
-                size = self.hub.event_size or (346, 260)
                 return self.hub.events_jpeg(name, window, size)
             return self.hub.frame_jpeg(name)
 
         got = await asyncio.get_running_loop().run_in_executor(self.render_pool, render)
         if got is None:
             return Response(status_code=204, headers={"Cache-Control": "no-store"})
-        seq, wall, data = got
+        seq, wall, data = got[:3]
         headers = {"Cache-Control": "no-store", "X-Seq": str(seq), "X-Wall": f"{wall:.4f}"}
+        if name == "live":
+            headers["X-Layout"] = json.dumps(got[3], separators=(",", ":"))
         return Response(data, media_type="image/jpeg", headers=headers)
 
     # -- record ------------------------------------------------------------------------

@@ -41,40 +41,50 @@ function show(part) {
   if (location.hash !== `#${part}`) location.hash = part;
 }
 
-// -- previews: each canvas asks for the next newer image (lossy: only the newest), at
-// most at the chosen rate; the server sends a newer one only as often as capture can
-// spare (the tap slows down while capture lags behind real time). Images are decoded
-// with createImageBitmap (the cheapest path measured) and drawn together in one
-// animation frame: the images of one tap round land in one repaint of the page, not
-// one each, and a hidden page draws nothing.
+// -- previews: lossy, only the newest image, at most at the chosen rate; the server has
+// a newer one only as often as capture can spare (the tap slows down while capture
+// lags behind real time). The Live part's four previews come as one stacked image
+// per round (one request and one decode instead of four: most of what a preview
+// costs a browser); the Record part's RGB preview on its own. Images are decoded with
+// createImageBitmap and drawn in an animation frame (nothing while the page is hidden).
 function visible(el) { return el.offsetParent !== null; }
 const pause = (ms) => new Promise((r) => setTimeout(r, ms));
-const pendingDraws = new Map();
+const nextFrame = () => new Promise((r) => requestAnimationFrame(r));
 
-function drawPending() {
-  for (const [canvas, bmp] of pendingDraws) {
-    if (canvas.width !== bmp.width) canvas.width = bmp.width;
-    if (canvas.height !== bmp.height) canvas.height = bmp.height;
-    canvas.getContext("2d").drawImage(bmp, 0, 0);
-    bmp.close();
-  }
-  pendingDraws.clear();
-}
-
-function drawSoon(canvas, bmp) {
-  const older = pendingDraws.get(canvas);
-  if (older) older.close();
-  else if (!pendingDraws.size) requestAnimationFrame(drawPending);
-  pendingDraws.set(canvas, bmp);
-}
-
-async function previewLoop(canvas) {
-  const name = canvas.dataset.preview;
-  let seq = -1;
+function newStats(name, canvas) {
   const st = { frames: 0, fps: 0, latency_ms: null, t0: performance.now(), n0: 0 };
   if (!window.previewStats[name] || canvas.id) window.previewStats[name] = st;
+  return st;
+}
+
+function counted(st, canvas, wall) {
+  st.frames += 1;
+  st.latency_ms = Date.now() - wall * 1000;
+  canvas.dataset.frames = st.frames;
+  const now = performance.now();
+  if (now - st.t0 > 2000) { st.fps = (st.frames - st.n0) * 1000 / (now - st.t0); st.t0 = now; st.n0 = st.frames; }
+}
+
+function draw(canvas, bmp, x, y, w, h) {
+  if (canvas.width !== w) canvas.width = w;
+  if (canvas.height !== h) canvas.height = h;
+  canvas.getContext("2d").drawImage(bmp, x, y, w, h, 0, 0, w, h);
+}
+
+async function waitRate(started) {
+  const left = 1000 / Number($("#preview-rate").value) - (performance.now() - started);
+  if (left > 0) await pause(left);
+}
+
+// One loop feeds `canvases` from the preview `name`; `parts` says which rectangle of
+// the image (and which sequence number) belongs to which canvas.
+async function previewLoop(name, canvases) {
+  const byName = new Map(canvases.map((c) => [c.dataset.preview, c]));
+  const stats = new Map(canvases.map((c) => [c, newStats(c.dataset.preview, c)]));
+  const shown = new Map();
+  let seq = -1;
   for (;;) {
-    if (!visible(canvas)) { await pause(300); continue; }
+    if (!canvases.some(visible)) { await pause(300); continue; }
     const started = performance.now();
     const win = $("#event-window").value;
     try {
@@ -82,23 +92,34 @@ async function previewLoop(canvas) {
       if (r.status !== 200) { await pause(500); continue; }
       const newSeq = parseInt(r.headers.get("X-Seq"), 10);
       const wall = parseFloat(r.headers.get("X-Wall"));
+      const layout = r.headers.get("X-Layout");
       const blob = await r.blob();
-      if (newSeq !== seq) {  // the same image again (no newer one within 5 s): nothing to draw
-        drawSoon(canvas, await createImageBitmap(blob));
-        seq = newSeq;
-        st.frames += 1;
-        st.latency_ms = Date.now() - wall * 1000;
-        canvas.dataset.frames = st.frames;
-        const now = performance.now();
-        if (now - st.t0 > 2000) { st.fps = (st.frames - st.n0) * 1000 / (now - st.t0); st.t0 = now; st.n0 = st.frames; }
+      if (newSeq === seq) { await waitRate(started); continue; }  // none newer within 5 s
+      seq = newSeq;
+      const parts = layout ? JSON.parse(layout) : [{ name, seq: newSeq, wall, x: 0, y: 0 }];
+      const fresh = parts.filter((p) => byName.has(p.name) && shown.get(p.name) !== p.seq);
+      if (fresh.length) {
+        const bmp = await createImageBitmap(blob);
+        await nextFrame();
+        for (const p of fresh) {
+          const canvas = byName.get(p.name);
+          draw(canvas, bmp, p.x, p.y, p.w ?? bmp.width, p.h ?? bmp.height);
+          shown.set(p.name, p.seq);
+          counted(stats.get(canvas), canvas, p.wall);
+        }
+        bmp.close();
       }
-      const period = 1000 / Number($("#preview-rate").value);
-      const left = period - (performance.now() - started);
-      if (left > 0) await pause(left);
+      await waitRate(started);
     } catch (e) {
       await pause(1000);
     }
   }
+}
+
+function startPreviews() {
+  const sheet = $$("canvas[data-sheet=live]");
+  previewLoop("live", sheet);
+  for (const c of $$("canvas[data-preview]:not([data-sheet])")) previewLoop(c.dataset.preview, [c]);
 }
 
 // -- live state and health --------------------------------------------------------------
@@ -360,7 +381,7 @@ function init() {
   $("#pattern").addEventListener("click", hidePattern);
   document.addEventListener("keydown", (e) => { if (e.key === "Escape") hidePattern(); });
   $("#replay-form").addEventListener("submit", startReplay);
-  for (const c of $$("canvas[data-preview]")) previewLoop(c);
+  startPreviews();
   window.addEventListener("hashchange", () => show((location.hash || "#live").slice(1)));
   show((location.hash || "#live").slice(1));
   pollState();
