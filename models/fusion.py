@@ -153,10 +153,11 @@ class FusionInterpolator(Interpolator):
         # Linear light with a 4th channel of luma + eps: OpenCV warps 4 channels as fast
         # as 3, and the flow candidate's luma then comes with its colour.
         lut = np.power(np.arange(256, dtype=np.float32) / 255.0, np.float32(gamma))
-        lin0 = _with_luma(lut[job.frame0], eps)
-        lin1 = _with_luma(lut[job.frame1], eps)
-        l0 = np.log(lin0[..., 3])
-        l1 = np.log(lin1[..., 3])
+        lut += eps
+        lin0 = _with_luma(job.frame0, lut)
+        lin1 = _with_luma(job.frame1, lut)
+        l0 = cv2.log(cv2.extractChannel(lin0, 3))
+        l1 = cv2.log(cv2.extractChannel(lin1, 3))
         th = fit_thresholds(job.frame0, job.frame1, tot_on, tot_off, gamma, dlog=l1 - l0)
         self.last_thresholds, self.last_gamma = th, gamma
         e_total = np.float32(th.c_on) * tot_on - np.float32(th.c_off) * tot_off
@@ -169,8 +170,10 @@ class FusionInterpolator(Interpolator):
         slack = np.float32(cfg.band * max(spread, 1e-3))
         # Integration from both ends: F1 brought back to F0's brightness by the whole
         # interval's log change, so each frame needs one mix and one gain.
-        base0 = np.ascontiguousarray(lin0[..., :3])
-        towards1 = lin1[..., :3] * np.exp(l0 - l1)[..., None] - base0
+        base0 = cv2.cvtColor(lin0, cv2.COLOR_RGBA2RGB)
+        back_to0 = cv2.exp(cv2.subtract(l0, l1))
+        towards1 = cv2.multiply(cv2.cvtColor(lin1, cv2.COLOR_RGBA2RGB), cv2.merge((back_to0,) * 3))
+        towards1 -= base0
         # Signed log change (thresholds applied) and count of the events up to each
         # inserted frame: cheap and sequential, so done while the flows run; the frames themselves are
         # then independent and run on the pool's two threads (OpenCV and numpy release
@@ -194,8 +197,9 @@ class FusionInterpolator(Interpolator):
             f10, cv2.add(grid, f01), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
         fb = cv2.add(f01, back)
-        fb_err = fb[..., 0] ** 2 + fb[..., 1] ** 2
-        dead = np.float32(cfg.dead) * np.exp(-fb_err / np.float32(cfg.fb_px**2))
+        fx, fy = cv2.split(fb)
+        fb_err = cv2.add(cv2.multiply(fx, fx), cv2.multiply(fy, fy))
+        dead = cv2.multiply(cv2.exp(fb_err * np.float32(-1.0 / cfg.fb_px**2)), float(cfg.dead))
         out = np.empty((len(splits), h, w, 3), np.uint8)
         small = (max(1, w // cfg.decide), max(1, h // cfg.decide))
 
@@ -285,9 +289,7 @@ class FusionInterpolator(Interpolator):
         if cfg.decide != 1:
             share0 = cv2.resize(share0, (w, h), interpolation=cv2.INTER_LINEAR)
             w_int = cv2.resize(w_int, (w, h), interpolation=cv2.INTER_LINEAR)
-        flow = cv2.subtract(w0, w1)
-        flow *= share0[..., None]
-        flow += w1
+        flow = cv2.blendLinear(w0, w1, share0, np.subtract(np.float32(1), share0))
         est = cv2.subtract(cv2.cvtColor(flow, cv2.COLOR_RGBA2RGB), (float(s.eps),) * 3)
         n_int = cv2.countNonZero(w_int)
         if 0 < 4 * n_int < h * w:  # integration takes part in a small region
@@ -406,12 +408,12 @@ def _count(pix: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.bincount(pix, minlength=h * w).reshape(h, w).astype(np.float32)
 
 
-def _with_luma(rgb: np.ndarray, eps: np.float32) -> np.ndarray:
-    """HxWx4 float32: linear RGB + eps and luma + eps (log-ready)."""
-    out = np.empty((*rgb.shape[:2], 4), np.float32)
-    out[..., :3] = rgb + eps
-    out[..., 3] = rgb @ _LUMA + eps
-    return out
+def _with_luma(frame: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """HxWx4 float32: an HxWx3 uint8 frame through `lut` (linear light + eps) and its
+    luma (+ eps, as the weights sum to 1): log-ready."""
+    rgb = cv2.LUT(frame, lut)
+    luma = cv2.transform(rgb, _LUMA.reshape(1, 3))
+    return cv2.merge((*cv2.split(rgb), luma))
 
 
 def _encode(linear: np.ndarray, gamma: float) -> np.ndarray:

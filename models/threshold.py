@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 #: log(I + eps) on linear intensity in [0, 1]: near a sensor's noise floor (the event
@@ -139,8 +140,9 @@ def fit_thresholds(
     """Thresholds of one interval from its keyframes (HxWx3 uint8, encoded with gamma)
     and the per-pixel ON / OFF event counts between them (HxW). dlog: the log luma
     change F1 - F0 (`log_intensity` of `linear_luma`) when the caller has it already."""
-    luma0 = frame0 @ _LUMA
-    luma1 = frame1 @ _LUMA
+    # Encoded luma, rounded to 8 bits (OpenCV: a fraction of a matrix product's time).
+    luma0 = cv2.transform(frame0, _LUMA.reshape(1, 3))
+    luma1 = cv2.transform(frame1, _LUMA.reshape(1, 3))
     lo, hi = VALID_LUMA
     use = (n_on + n_off > 0) & (luma0 > lo) & (luma0 < hi) & (luma1 > lo) & (luma1 < hi)
     if dlog is None:
