@@ -191,15 +191,11 @@ class FusionInterpolator(Interpolator):
             prev = split
         f01, f10 = fwd.result(), bwd.result()
         grid = _grid2(h, w)
-        # Forward-backward consistency of the two flows: where they agree, the flow is
-        # given `dead` band widths of extra slack (event noise must not pull it off).
-        back = cv2.remap(
-            f10, cv2.add(grid, f01), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-        )
-        fb = cv2.add(f01, back)
-        fx, fy = cv2.split(fb)
-        fb_err = cv2.add(cv2.multiply(fx, fx), cv2.multiply(fy, fy))
-        dead = cv2.multiply(cv2.exp(fb_err * np.float32(-1.0 / cfg.fb_px**2)), float(cfg.dead))
+        # Forward-backward consistency of the two flows, in each keyframe's pixels:
+        # where they agree, the flow is given `dead` band widths of extra slack (event
+        # noise must not pull it off).
+        dead0 = _consistent(f01, f10, grid, cfg)
+        dead1 = _consistent(f10, f01, grid, cfg)
         out = np.empty((len(splits), h, w, 3), np.uint8)
         small = (max(1, w // cfg.decide), max(1, h // cfg.decide))
 
@@ -217,7 +213,8 @@ class FusionInterpolator(Interpolator):
             towards1,
             missed,
             down(missed),
-            down(dead),
+            dead0,
+            dead1,
             1.0 / n_total,
             slack,
             eps,
@@ -244,7 +241,7 @@ class FusionInterpolator(Interpolator):
         rho = cv2.multiply(cv2.add(done, float(cfg.prior_events * tau)), s.inv_n)
         change = cv2.add(e0, cv2.multiply(s.missed_full, rho))  # log luma at t minus at t0
         interp = cv2.INTER_CUBIC if cfg.cubic else cv2.INTER_LINEAR
-        w0, w1 = _warp_both(s.lin0, s.lin1, s.f01, s.f10, float(tau), s.grid, interp)
+        w0, w1, map0, map1 = _warp_both(s.lin0, s.lin1, s.f01, s.f10, float(tau), s.grid, interp)
         if cfg.cubic:  # bicubic overshoots at edges: keep the light positive (log-ready)
             cv2.max(w0, float(s.eps), dst=w0)
             cv2.max(w1, float(s.eps), dst=w1)
@@ -274,11 +271,15 @@ class FusionInterpolator(Interpolator):
             share0 = self._share0(lw0, lw1, float(tau), lo, hi, slack)
         else:
             share0 = np.full(lw0.shape, np.float32(1 - tau))
-        slack_k = s.dead
+        # The flows' forward-backward consistency lives in each keyframe's pixels: it is
+        # carried to t along the same maps as the keyframes and blended by time.
+        d0 = cv2.remap(s.dead0, map0, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        d1 = cv2.remap(s.dead1, map1, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        slack_k = down(cv2.addWeighted(d0, 1 - float(tau), d1, float(tau), 0.0))
         if cfg.photo > 0:  # the warped keyframes agree at t: more slack for the flow
             d = cv2.subtract(lw0, lw1)  # their log-luma difference
             d *= np.float32(1.0 / cfg.photo_log)
-            slack_k = cv2.scaleAdd(cv2.exp(-cv2.multiply(d, d)), float(cfg.photo), s.dead)
+            slack_k = cv2.scaleAdd(cv2.exp(-cv2.multiply(d, d)), float(cfg.photo), slack_k)
         # The flow candidate's luma: the blend of the two, in linear light.
         yf = cv2.add(cv2.multiply(cv2.subtract(y0, y1), share0), y1)
         moved = _outside(cv2.log(yf), lo, hi)
@@ -345,11 +346,23 @@ class _Shared:
     towards1: np.ndarray
     missed_full: np.ndarray
     missed: np.ndarray  # at the decision grid, as l0 and dead
-    dead: np.ndarray
+    dead0: np.ndarray
+    dead1: np.ndarray
     inv_n: np.ndarray
     slack: np.float32
     eps: np.float32
     gamma: float
+
+
+def _consistent(fwd: np.ndarray, bwd: np.ndarray, grid: np.ndarray, cfg: FusionConfig):
+    """cfg.dead * exp(-e^2 / fb_px^2), e the forward-backward error in pixels of `fwd`
+    (HxW float32, in the pixels of the keyframe `fwd` starts from)."""
+    back = cv2.remap(
+        bwd, cv2.add(grid, fwd), None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
+    ex, ey = cv2.split(cv2.add(fwd, back))
+    err = cv2.add(cv2.multiply(ex, ex), cv2.multiply(ey, ey))
+    return cv2.multiply(cv2.exp(err * np.float32(-1.0 / cfg.fb_px**2)), float(cfg.dead))
 
 
 def _make_dis(cfg: FusionConfig):
@@ -382,15 +395,16 @@ def _warp_both(
     t: float,
     grid,
     interp: int = cv2.INTER_LINEAR,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Both keyframes warped to t (Super-SloMo linear-motion intermediate flows, the
     same as models.baselines.warp_pair), with one 2-channel map per warp and OpenCV
     arithmetic (no numpy temporaries); the caller blends them by time."""
     m0 = cv2.addWeighted(f01, -(1 - t) * t, f10, t * t, 0.0)
     m1 = cv2.addWeighted(f01, (1 - t) * (1 - t), f10, -t * (1 - t), 0.0)
-    w0 = cv2.remap(lin0, cv2.add(grid, m0), None, interp, borderMode=cv2.BORDER_REPLICATE)
-    w1 = cv2.remap(lin1, cv2.add(grid, m1), None, interp, borderMode=cv2.BORDER_REPLICATE)
-    return w0, w1
+    map0, map1 = cv2.add(grid, m0), cv2.add(grid, m1)
+    w0 = cv2.remap(lin0, map0, None, interp, borderMode=cv2.BORDER_REPLICATE)
+    w1 = cv2.remap(lin1, map1, None, interp, borderMode=cv2.BORDER_REPLICATE)
+    return w0, w1, map0, map1
 
 
 def _drop_isolated(
