@@ -2,9 +2,11 @@
 events, and event integration where the flow fails.
 
 Candidates (all from the same job, no weights):
-- flow: bidirectional DIS optical flow, both keyframes warped to t in linear light and
-  blended by time. Right for smooth textured motion; wrong on fast rotation, aliasing
-  spokes, occlusions and non-linear paths.
+- flow: bidirectional DIS optical flow, both keyframes warped to t (bicubic) in linear
+  light and blended by time, each keyframe's share scaled down where its warped luma
+  leaves the events' band (below): at an occlusion one keyframe fetches the wrong
+  surface, and the events say which. Right for smooth textured motion; wrong on fast
+  rotation, aliasing spokes and non-linear paths.
 - integration: the log-intensity change the events report, integrated from F0 with
   thresholds fitted to this interval (models.threshold); the part of F1 - F0 the events
   miss is spread over the interval as the pixel's own events progress, so a per-pixel
@@ -16,11 +18,15 @@ threshold fit's residual spread: measured per interval, not assumed). Where the 
 candidate's log luma stays inside that band it is kept; the further it strays, the more
 the integration candidate takes over (weights blurred spatially: no seams). Flow that is
 forward-backward consistent to a fraction of a pixel gets `dead` band widths of extra
-slack, so event noise cannot pull a right flow off; inconsistent flow gets none. Where
+slack, so event noise cannot pull a right flow off; inconsistent flow gets none (the
+consistency of each direction lives in its keyframe's pixels and is carried to t along
+the same maps as the keyframe). Where
 the two keyframes, each warped to t, agree in log luma (`photo` band widths at most,
 falling off with the disagreement over `photo_log`) the flow gets more slack still: at
 the motion-blurred borders of moving objects the keyframes are not the instantaneous
 brightness, so the events' band is off there while the warped frames still agree.
+These choices are smooth, so they are made on a grid twice coarser and interpolated
+back; the inserted frames are independent and run on two threads.
 Measurements behind every choice: docs/model.md.
 """
 
