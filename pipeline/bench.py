@@ -153,6 +153,10 @@ def format_result(name: str, result: Any) -> str:
         from models.bench import format_table
 
         return format_table(result)
+    if name == "console":
+        from pipeline.console.bench import format_table as console_table
+
+        return console_table(result)
     flat: list[tuple[str, Any]] = []
 
     def walk(prefix: str, d: dict[str, Any]) -> None:

@@ -114,7 +114,10 @@ def test_camera_settings_apply_or_say_why_not(driver) -> None:
     _fill(driver, "camera-form", exposure_us="abc")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(driver, lambda d: "not a number" in _text(d, "camera-msg"), 60, "message")
-    _fill(driver, "camera-form", exposure_us="3000", frame_rate="40")
+    _fill(driver, "camera-form", exposure_us="3000", frame_rate="40", contrast_threshold="9")
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(driver, lambda d: "0.05 to 2" in _text(d, "camera-msg"), 60, "bias message")
+    _fill(driver, "camera-form", contrast_threshold="0.3")  # an event-camera bias
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(driver, lambda d: _text(d, "camera-msg") == "applied", 120, "applied")
     wait(driver, lambda d: "camera live" in _text(d, "camera-state"), 120, "camera back")

@@ -37,9 +37,18 @@ from typing import Any
 PREVIEWS = ("rgb", "events", "overlay")
 CASES = ("none", "two_http_viewers", "two_browsers")
 # Largest first: the default simulated rig, then smaller ones a 2-core machine can run.
-LADDER = ("320x240@50", "240x180@50", "160x120@50", "160x120@25", "128x96@25")
-REALTIME = 0.98  # an unwatched probe must keep this share of real time
-PROBE_S = 10.0
+LADDER = (
+    "320x240@50",
+    "240x180@50",
+    "160x120@50",
+    "160x120@40",
+    "160x120@30",
+    "160x120@25",
+    "128x96@25",
+)
+PROBE_REALTIME = 0.99  # an unwatched probe must keep this share of real time
+REALTIME = 0.98  # and the run's unwatched cases on average, or the goal is not met
+PROBE_S = 12.0
 GOAL_LOSS_PERCENT = 5.0
 
 
@@ -356,7 +365,7 @@ def _pick_rate(
             server.close()
             raise
         probes.append({"sim": str(rate), "rig_s_per_wall_s": figures["rig_s_per_wall_s"]})
-        if figures["rig_s_per_wall_s"] >= REALTIME or i == len(ladder) - 1:
+        if figures["rig_s_per_wall_s"] >= PROBE_REALTIME or i == len(ladder) - 1:
             return server, rate, probes
         server.close()
     raise AssertionError("unreachable: the ladder is not empty")
@@ -420,8 +429,9 @@ def _round(v: float | None, nd: int = 1) -> float | None:
 def summary(runs: dict[str, list[dict]]) -> dict[str, Any]:
     """Means per case and the loss against nobody watching, from the same run: the
     loss in rig seconds per wall second (how far below the rig's real-time rate
-    capture fell) and in events per wall second; the goal is no drops and both losses
-    under 5 % with two browsers watching."""
+    capture fell) and in events per wall second. The goal: nobody watching keeps real
+    time (the rig's full rate), and with two browsers watching no drops and both
+    losses under 5 %."""
 
     def mean(case: str, key: str) -> float | None:
         return _mean([r.get(key) for r in runs[case]])
@@ -462,7 +472,67 @@ def summary(runs: dict[str, list[dict]]) -> dict[str, Any]:
     watched = out["two_browsers"]
     losses = [watched["loss_percent"], watched["events_loss_percent"]]
     worst = max((v for v in losses if v is not None), default=None)
+    out["full_rate_unwatched"] = base_rig >= REALTIME
     out["goal_met"] = bool(
-        worst is not None and worst < GOAL_LOSS_PERCENT and out["drops_total"]["two_browsers"] == 0
+        out["full_rate_unwatched"]
+        and worst is not None
+        and worst < GOAL_LOSS_PERCENT
+        and out["drops_total"]["two_browsers"] == 0
     )
     return out
+
+
+_LABELS = {
+    "none": "nobody",
+    "two_http_viewers": "two viewers, no browser",
+    "two_browsers": "two Chromium windows",
+}
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f} %"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The result as the table in docs/benchmarks.md, with what the run used."""
+    probes = ", ".join(f"{p['sim']}: {p['rig_s_per_wall_s']:.3f}" for p in result["probes"])
+    lines = [
+        f"simulated rig {result['sim']} (RGB WxH@fps, events on the same grid), real time; "
+        f"unwatched probes (rig s / wall s): {probes}",
+        f"{result['rounds']} rounds x {result['seconds_per_run']:g} s per case, model "
+        f"{result['model']}, {result['cpus']} CPUs, load average at start "
+        f"{result['load_average_start'][0]:.2f}, at end {result['load_average_end'][0]:.2f}",
+        "",
+        "| watching | rig s / wall s | vs none | events / wall s | drops | capture CPU "
+        "| recorder + workers CPU | server CPU | browsers' CPU | tap previews / s "
+        "| preview fps (RGB / events / overlay) | latency p50 (RGB / events / overlay) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for case in CASES:
+        r = result[case]
+        vs = "-" if case == "none" else f"{-r['loss_percent']:+.1f} %"
+        fps = r.get("preview_fps") or {}
+        lat = r.get("preview_latency_ms_p50") or {}
+        fps_s = " / ".join("-" if fps.get(n) is None else f"{fps[n]:.1f}" for n in PREVIEWS)
+        lat_s = " / ".join("-" if lat.get(n) is None else f"{lat[n]:.0f}" for n in PREVIEWS)
+        lines.append(
+            f"| {_LABELS[case]} | {r['rig_s_per_wall_s']:.3f} | {vs} "
+            f"| {r['events_per_wall_s'] / 1000:.0f} k | {result['drops_total'][case]} "
+            f"| {_pct(r['capture_cpu_percent'])} | {_pct(r['recorder_workers_cpu_percent'])} "
+            f"| {_pct(r['server_cpu_percent'])} | {_pct(r['browser_cpu_percent'])} "
+            f"| {'-' if r['tap_hz_mean'] is None else format(r['tap_hz_mean'], '.1f')} "
+            f"| {fps_s if case != 'none' else '-'} | {lat_s if case != 'none' else '-'} |"
+        )
+    verdict = "met" if result["goal_met"] else "NOT met"
+    if not result["full_rate_unwatched"]:
+        verdict += (
+            f" (nobody watching kept {result['none']['rig_s_per_wall_s']:.3f} of real time, "
+            f"under {REALTIME:g}: not the rig's full rate; rerun on a quieter machine or "
+            "with a smaller --sim)"
+        )
+    lines += [
+        "",
+        f"goal (nobody watching at real time; with two browsers no drops and "
+        f"< {GOAL_LOSS_PERCENT:g} % loss): {verdict}",
+    ]
+    return "\n".join(lines)

@@ -37,6 +37,9 @@ class CameraSettings:
     exposure_us: float | None = None
     frame_rate: float | None = None
     gain_db: float | None = None
+    # An event-camera bias: the simulated sensor's contrast threshold (log-intensity
+    # step per event; higher: fewer events, less noise).
+    contrast_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.exposure_us is not None and not 1 <= self.exposure_us <= 1_000_000:
@@ -45,6 +48,11 @@ class CameraSettings:
             raise FormError(f"frame rate {self.frame_rate}: give 1 to 1000 frames per second")
         if self.gain_db is not None and not 0 <= self.gain_db <= 48:
             raise FormError(f"gain {self.gain_db} dB: give 0 to 48 dB")
+        c = self.contrast_threshold
+        if c is not None and not 0.05 <= c <= 2:
+            raise FormError(
+                f"event contrast threshold {c}: give 0.05 to 2 (log-intensity step per event)"
+            )
 
 
 @dataclass
@@ -59,14 +67,15 @@ class RigSpec:
 
     def supported_settings(self) -> list[str]:
         if self.config is None:
-            return ["exposure_us", "frame_rate"]
+            return ["exposure_us", "frame_rate", "contrast_threshold"]
         from rig.config import RigConfig
 
-        backend = RigConfig.load(self.config).frames.backend
-        return {
+        rc = RigConfig.load(self.config)
+        keys = {
             "basler": ["exposure_us", "frame_rate", "gain_db"],
             "sim": ["exposure_us", "frame_rate"],
-        }.get(backend, [])
+        }.get(rc.frames.backend, [])
+        return [*keys, "contrast_threshold"] if rc.events.backend == "sim" else keys
 
 
 def open_rig(spec: RigSpec):
@@ -89,6 +98,8 @@ def open_rig(spec: RigSpec):
             kw["fps"] = s.frame_rate
         if s.exposure_us is not None:
             kw["exposure_us"] = int(s.exposure_us)
+        if s.contrast_threshold is not None:
+            kw["contrast_threshold"] = s.contrast_threshold
         try:
             cfg = SimConfig(**kw)
         except ValueError as exc:
@@ -111,7 +122,10 @@ def open_rig(spec: RigSpec):
         rc.sim.update({"fps": changes.get("frame_rate", rc.sim.get("fps", 50.0))})
         if "exposure_us" in changes:
             rc.sim["exposure_us"] = int(changes["exposure_us"])
+        if "contrast_threshold" in changes and rc.events.backend == "sim":
+            rc.sim["contrast_threshold"] = changes["contrast_threshold"]
     elif rc.frames.backend == "basler":
+        changes.pop("contrast_threshold", None)
         rc.frames.settings.update(changes)
     events, frames = open_sources(rc)
 

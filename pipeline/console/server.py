@@ -200,6 +200,7 @@ class Console:
             ("exposure_us", "exposure"),
             ("frame_rate", "frame rate"),
             ("gain_db", "gain"),
+            ("contrast_threshold", "event contrast threshold"),
         ):
             v = _form_number(data, key, float, label)
             if v is not None and key not in supported:

@@ -176,7 +176,7 @@ function renderState(s) {
     if (!el.options.length) for (const m of s.models) el.add(new Option(m, m));
   }
   const f = $("#camera-form");
-  for (const key of ["exposure_us", "frame_rate", "gain_db"]) {
+  for (const key of ["exposure_us", "frame_rate", "gain_db", "contrast_threshold"]) {
     const input = f.elements[key];
     input.disabled = !s.settings.supported.includes(key);
     if (!input.value && s.settings.current[key] != null) input.value = s.settings.current[key];
