@@ -178,7 +178,8 @@ def bench_console_cmd(args: argparse.Namespace) -> dict[str, Any]:
     (pipeline/console/bench.py; needs Chromium and selenium)."""
     from pipeline.console.bench import bench_console
 
-    return {"console": bench_console(seconds=args.seconds, model=args.model, sim=args.sim)}
+    result = bench_console(args.seconds, args.model, rounds=args.repeats, sim=args.sim)
+    return {"console": result}
 
 
 BENCHES = {
@@ -247,7 +248,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model bench: width multipliers",
     )
     p.add_argument(
-        "--repeats", type=positive_int, default=3, help="model bench: timed runs per row"
+        "--repeats",
+        type=positive_int,
+        default=3,
+        help="model bench: timed runs per row; console bench: rounds of its three cases",
     )
     p.add_argument(
         "--sim",

@@ -49,6 +49,7 @@ LADDER = (
 PROBE_REALTIME = 0.99  # an unwatched probe must keep this share of real time
 REALTIME = 0.98  # and the run's unwatched cases on average, or the goal is not met
 PROBE_S = 12.0
+PROBES_PER_RUNG = 2
 GOAL_LOSS_PERCENT = 5.0
 
 
@@ -351,8 +352,9 @@ def _run_case(
 def _pick_rate(
     tmp: Path, sessions: Path, model: str, sim: SimRate | None
 ) -> tuple[_Server, SimRate, list[dict]]:
-    """The largest rig of the ladder that keeps real time unwatched (or the given one,
-    probed all the same so the result says whether it keeps up)."""
+    """The largest rig of the ladder that keeps real time unwatched in two probes in a
+    row (or the given one, probed all the same so the result says whether it keeps
+    up)."""
     ladder = [sim] if sim is not None else [SimRate.parse(s) for s in LADDER]
     probes: list[dict] = []
     for i, rate in enumerate(ladder):
@@ -360,19 +362,25 @@ def _pick_rate(
         config.write_text(rate.toml())
         server = _Server(sessions, config)
         try:
-            figures = _run_case(server, sessions, "none", f"probe-{i}", PROBE_S, model)
+            kept = True
+            for j in range(PROBES_PER_RUNG):
+                name = f"probe-{i}-{j}"
+                figures = _run_case(server, sessions, "none", name, PROBE_S, model)
+                probes.append({"sim": str(rate), "rig_s_per_wall_s": figures["rig_s_per_wall_s"]})
+                kept = figures["rig_s_per_wall_s"] >= PROBE_REALTIME
+                if not kept:
+                    break
         except BaseException:
             server.close()
             raise
-        probes.append({"sim": str(rate), "rig_s_per_wall_s": figures["rig_s_per_wall_s"]})
-        if figures["rig_s_per_wall_s"] >= PROBE_REALTIME or i == len(ladder) - 1:
+        if kept or i == len(ladder) - 1:
             return server, rate, probes
         server.close()
     raise AssertionError("unreachable: the ladder is not empty")
 
 
 def bench_console(
-    seconds: float = 20.0, model: str = "integration", rounds: int = 2, sim: str | None = None
+    seconds: float = 20.0, model: str = "integration", rounds: int = 3, sim: str | None = None
 ) -> dict[str, Any]:
     from pipeline.cli import CliError
 
