@@ -156,14 +156,12 @@ class FusionInterpolator(Interpolator):
         tot_off = _count(pix[~on], h, w)
         gamma = cfg.gamma if cfg.gamma is not None else frame_gamma(job.frame0)
         eps = np.float32(LOG_EPS)
-        # Linear light with a 4th channel of luma + eps: OpenCV warps 4 channels as fast
-        # as 3, and the flow candidate's luma then comes with its colour.
+        # Linear light + eps (log-ready).
         lut = np.power(np.arange(256, dtype=np.float32) / 255.0, np.float32(gamma))
         lut += eps
-        lin0 = _with_luma(job.frame0, lut)
-        lin1 = _with_luma(job.frame1, lut)
-        l0 = cv2.log(cv2.extractChannel(lin0, 3))
-        l1 = cv2.log(cv2.extractChannel(lin1, 3))
+        lin0, lin1 = cv2.LUT(job.frame0, lut), cv2.LUT(job.frame1, lut)
+        l0 = cv2.log(_luma(lin0))
+        l1 = cv2.log(_luma(lin1))
         th = fit_thresholds(job.frame0, job.frame1, tot_on, tot_off, gamma, dlog=l1 - l0)
         self.last_thresholds, self.last_gamma = th, gamma
         e_total = np.float32(th.c_on) * tot_on - np.float32(th.c_off) * tot_off
@@ -176,9 +174,9 @@ class FusionInterpolator(Interpolator):
         slack = np.float32(cfg.band * max(spread, 1e-3))
         # Integration from both ends: F1 brought back to F0's brightness by the whole
         # interval's log change, so each frame needs one mix and one gain.
-        base0 = cv2.cvtColor(lin0, cv2.COLOR_RGBA2RGB)
+        base0 = lin0
         back_to0 = cv2.exp(cv2.subtract(l0, l1))
-        towards1 = cv2.multiply(cv2.cvtColor(lin1, cv2.COLOR_RGBA2RGB), cv2.merge((back_to0,) * 3))
+        towards1 = cv2.multiply(lin1, cv2.merge((back_to0,) * 3))
         towards1 -= base0
         # Signed log change (thresholds applied) and count of the events up to each
         # inserted frame: cheap and sequential, so done while the flows run; the frames themselves are
@@ -261,8 +259,8 @@ class FusionInterpolator(Interpolator):
             if cfg.decide == 1
             else (lambda a: cv2.resize(a, small, interpolation=cv2.INTER_AREA))
         )
-        y0 = down(cv2.extractChannel(w0, 3))
-        y1 = down(cv2.extractChannel(w1, 3))
+        y0 = down(_luma(w0))
+        y1 = down(_luma(w1))
         lw0, lw1 = cv2.log(y0), cv2.log(y1)
         # Where the events put the pixel, from each end, within the band; the flow
         # candidate is trusted as long as its luma stays inside.
@@ -297,7 +295,7 @@ class FusionInterpolator(Interpolator):
             share0 = cv2.resize(share0, (w, h), interpolation=cv2.INTER_LINEAR)
             w_int = cv2.resize(w_int, (w, h), interpolation=cv2.INTER_LINEAR)
         flow = cv2.blendLinear(w0, w1, share0, np.subtract(np.float32(1), share0))
-        est = cv2.subtract(cv2.cvtColor(flow, cv2.COLOR_RGBA2RGB), (float(s.eps),) * 3)
+        est = cv2.subtract(flow, (float(s.eps),) * 3)
         n_int = cv2.countNonZero(w_int)
         if 0 < 4 * n_int < h * w:  # integration takes part in a small region
             sel = np.flatnonzero(w_int)
@@ -428,12 +426,10 @@ def _count(pix: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.bincount(pix, minlength=h * w).reshape(h, w).astype(np.float32)
 
 
-def _with_luma(frame: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """HxWx4 float32: an HxWx3 uint8 frame through `lut` (linear light + eps) and its
-    luma (+ eps, as the weights sum to 1): log-ready."""
-    rgb = cv2.LUT(frame, lut)
-    luma = cv2.transform(rgb, _LUMA.reshape(1, 3))
-    return cv2.merge((*cv2.split(rgb), luma))
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """HxW float32 luma of HxWx3 float32 linear RGB (+ eps in, + eps out: the weights
+    sum to 1)."""
+    return cv2.transform(rgb, _LUMA.reshape(1, 3))
 
 
 def _encode(linear: np.ndarray, gamma: float) -> np.ndarray:
