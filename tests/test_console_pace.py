@@ -74,7 +74,7 @@ def test_a_lag_over_the_budget_slows_the_previews_even_if_it_stopped_growing() -
     pace.observe(1_000_000, 1.5)  # still 0.5 s behind, no longer growing
     pace.update(2.0)
     assert pace.hz == 5
-    assert pace.to_dict() == {"hz": 5.0, "lag_s": 0.5, "slowdowns": 2}
+    assert pace.to_dict() == {"hz": 5.0, "max_hz": 20, "lag_s": 0.5, "slowdowns": 2}
 
 
 def test_pace_settings_are_checked() -> None:

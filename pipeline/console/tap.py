@@ -122,7 +122,12 @@ class PreviewPace:
         return self.hz
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hz": round(self.hz, 2), "lag_s": round(self.lag_s, 3), "slowdowns": self.slowdowns}
+        return {
+            "hz": round(self.hz, 2),
+            "max_hz": self.max_hz,
+            "lag_s": round(self.lag_s, 3),
+            "slowdowns": self.slowdowns,
+        }
 
 
 class PreviewTap:

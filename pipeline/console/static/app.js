@@ -142,7 +142,7 @@ function healthRows(s) {
     ["Workers", w.alive != null ? `${w.busy} busy of ${w.alive}, ${fmt.n(w.dispatched)} intervals sent` : "– (while recording)"],
     ["Skipped intervals", c.intervals != null ? `${fmt.n(c.intervals_skipped)} of ${fmt.n(c.intervals)}` : "–"],
     ["Disk free", fmt.bytes(h.disk_free_bytes), h.disk_free_bytes != null && h.disk_free_bytes < 5 * 2 ** 30],
-    ["Previews", pv.hz == null ? "–" : `${pv.hz} per s` + (behind ? ` (slowed: capture ${pv.lag_s.toFixed(2)} s behind real time)` : ""), behind],
+    ["Previews", pv.hz == null ? "–" : `${pv.hz} per s` + (pv.hz < pv.max_hz ? " (slowed for capture)" : "") + (behind ? `, capture ${pv.lag_s.toFixed(2)} s behind real time` : ""), behind],
   ];
 }
 
