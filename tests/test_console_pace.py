@@ -6,11 +6,12 @@ nothing here depends on the machine's speed."""
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
 
-from pipeline.console.hub import PREVIEW_NICE, lower_thread_priority
+from pipeline.console.hub import PREVIEW_NICE, PreviewHub, lower_thread_priority
 from pipeline.console.tap import PreviewPace, PreviewTap
 from rig.types import EventBatch, Frame
 
@@ -135,3 +136,24 @@ def test_preview_threads_run_at_lower_priority_than_the_rest() -> None:
     t.join()
     assert seen["worker"] == max(PREVIEW_NICE, before)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_health_keeps_flowing_while_previews_are_slowed() -> None:
+    """The page's health stays fresh (at least once a second) however slow the pace:
+    with previews every 100 s, five health snapshots in a row still reach the hub."""
+    hub = PreviewHub()
+    tap = PreviewTap(hub.endpoint, (40, 30), pace=PreviewPace(max_hz=0.01, min_hz=0.01)).start()
+    try:
+        image = np.zeros((30, 40, 3), np.uint8)
+        for i in range(1, 6):
+            deadline = time.monotonic() + 60
+            while hub.health.get("events") != i:  # PUB/SUB: offer until seen
+                assert time.monotonic() < deadline, f"health {i} never reached the hub"
+                tap.frame(Frame(image, i, 0, 100))
+                tap.health({"wall": float(i), "events": i, "frames": i})
+                hub.wait_newer("rgb", 10**9, 0.05)
+        assert hub.health["preview"]["hz"] == 0.01
+        assert hub.seq("rgb") <= 1  # one preview at most: the pace held
+    finally:
+        tap.close()
+        hub.close()

@@ -100,10 +100,6 @@ class PreviewPace:
             self._offset = d
         self.lag_s = d - self._offset
 
-    @property
-    def period_s(self) -> float:
-        return 1.0 / self.hz
-
     def update(self, now: float) -> float:
         """The rate to use from now on (called by the publisher thread each send)."""
         if self._checked is None:
@@ -198,18 +194,23 @@ class PreviewTap:
         self.close()
 
     def _run(self) -> None:
+        """Previews at the pace's rate; health as it comes (twice a second), whatever
+        the pace, so the page's health stays fresh while previews are slowed."""
         ctx, sock = _pub(self.endpoint)
         last_frame: Frame | None = None
+        next_preview = 0.0
         try:
-            while not self._stop.wait(self.pace.period_s):
-                self.pace.update(time.monotonic())
-                frame = self._frame
-                if frame is not None and frame is not last_frame:
-                    last_frame = frame
-                    meta = {"kind": "rgb", "wall": self._frame_wall, "index": int(frame.index)}
-                    _send(sock, wire.Message("frame", meta, {"image": frame.image}))
-                    self.sent += 1
-                self._publish_events(sock)
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if now >= next_preview:
+                    next_preview = now + 1.0 / self.pace.update(now)
+                    frame = self._frame
+                    if frame is not None and frame is not last_frame:
+                        last_frame = frame
+                        meta = {"kind": "rgb", "wall": self._frame_wall, "index": int(frame.index)}
+                        _send(sock, wire.Message("frame", meta, {"image": frame.image}))
+                        self.sent += 1
+                    self._publish_events(sock)
                 health = self._health
                 if health is not None:
                     self._health = None
@@ -217,6 +218,8 @@ class PreviewTap:
                         health["disk_free_bytes"] = _disk_free(self.disk_path)
                     health["preview"] = self.pace.to_dict()
                     _send(sock, wire.Message("status", {"kind": "health", **health}))
+                wake = min(next_preview, time.monotonic() + self.health_every_s / 2)
+                self._stop.wait(max(0.0, wake - time.monotonic()))
         finally:
             sock.close(linger=0)
             ctx.term()
