@@ -67,7 +67,8 @@ class FusionConfig:
     None: the preset's. The defaults (no refinement, which smooths the flow across motion
     boundaries, and denser patches, which pay for it) scored higher than the medium
     preset on every suite, real and simulated (docs/model.md). decide: the choice is
-    made on a grid this many times coarser (1, 2 or 4) and interpolated back."""
+    made on a grid this many times coarser (1 or 2) and interpolated back (4 was
+    tried: it blurs the choice across sharp edges)."""
 
     gamma: float | None = None
     band: float = 0.7
@@ -115,8 +116,8 @@ class FusionConfig:
             raise ValueError(f"FusionConfig.refine must be in [0, 50] or None, got {self.refine}")
         if self.stride is not None and not 1 <= self.stride <= 16:
             raise ValueError(f"FusionConfig.stride must be in [1, 16] or None, got {self.stride}")
-        if self.decide not in (1, 2, 4):
-            raise ValueError(f"FusionConfig.decide must be 1, 2 or 4, got {self.decide}")
+        if self.decide not in (1, 2):
+            raise ValueError(f"FusionConfig.decide must be 1 or 2, got {self.decide}")
         if self.preset not in (0, 1, 2):
             raise ValueError(f"FusionConfig.preset must be 0, 1 or 2, got {self.preset}")
 

@@ -108,21 +108,24 @@ def _psnr(pred: np.ndarray, gt: np.ndarray, border: int = 0) -> float:
     return float(np.mean([psnr_uint8(p, g) for p, g in zip(pred[s], gt[s], strict=True)]))
 
 
-def test_flow_exact_translation_fusion_is_as_good_as_flow():
+@pytest.mark.parametrize("decide", [1, 2])  # the choice at full and at half size
+def test_flow_exact_translation_fusion_is_as_good_as_flow(decide):
     job, gt = _translation_case()
     b = 12  # the wrap-around border is wrong for every method
     flow = FlowInterpolator().interpolate(job)
     integ = IntegrationInterpolator().interpolate(job)
     assert _psnr(flow, gt, b) > 60 > _psnr(integ, gt, b) + 10  # flow is the exact input
-    _never_worse(FusionInterpolator().interpolate(job), [flow, integ], gt, b)
+    fused = FusionInterpolator(FusionConfig(decide=decide)).interpolate(job)
+    _never_worse(fused, [flow, integ], gt, b)
 
 
-def test_integration_exact_brightness_steps_fusion_follows_the_events():
+@pytest.mark.parametrize("decide", [1, 2])
+def test_integration_exact_brightness_steps_fusion_follows_the_events(decide):
     job, gt = _brightness_steps_case()
     flow = FlowInterpolator().interpolate(job)
     integ = IntegrationInterpolator(0.25).interpolate(job)  # given the true threshold
     assert _psnr(integ, gt) > 60 > _psnr(flow, gt) + 10  # integration is the exact input
-    fusion = FusionInterpolator()  # fits the threshold itself
+    fusion = FusionInterpolator(FusionConfig(decide=decide))  # fits the threshold itself
     _never_worse(fusion.interpolate(job), [flow, integ], gt)
     th = fusion.last_thresholds
     assert th.fitted and abs(th.c_on / 0.25 - 1) < 0.15
