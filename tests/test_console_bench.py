@@ -42,6 +42,7 @@ def _run(rig: float, events: int, drops: int = 0, **extra) -> dict:
         "recorder_workers_cpu_percent": 40.0,
         "browser_cpu_percent": None,
         "bench_client_cpu_percent": 1.0,
+        "other_cpu_percent": 3.0,
         **extra,
     }
 

@@ -251,6 +251,16 @@ class _Cpu:
         return round(100 * used / wall, 1) if wall > 0 else None
 
 
+def _busy_s() -> float:
+    """CPU seconds the whole machine has been busy (all cores): what is not ours of it
+    in a case is other jobs', reported so that a disturbed case shows as such."""
+    import psutil
+
+    t = psutil.cpu_times()._asdict()
+    # Linux counts guest time inside user time; idle and iowait are not busy.
+    return sum(v for k, v in t.items() if k not in ("idle", "iowait", "guest", "guest_nice"))
+
+
 def _record(
     server: _Server, name: str, seconds: float, model: str, drivers: list
 ) -> dict[str, Any]:
@@ -272,6 +282,7 @@ def _record(
         "browsers": _Cpu(_viewer_procs(drivers)).start(),
         "bench_client": _Cpu([psutil.Process()]).start(),
     }
+    busy0 = _busy_s()
     lat: dict[str, list[float]] = {n: [] for n in PREVIEWS}
     tap: list[dict[str, Any]] = []
     frames0 = {n: [s.get("frames", 0) for s in v] for n, v in _preview_stats(drivers).items()}
@@ -293,6 +304,8 @@ def _record(
         "browser_cpu_percent": cpus["browsers"].percent(),
         "bench_client_cpu_percent": cpus["bench_client"].percent(),
     }
+    ours = sum(v for v in out.values() if v is not None)
+    out["other_cpu_percent"] = round(max(0.0, 100 * (_busy_s() - busy0) / elapsed - ours), 1)
     server.request("POST", "/api/record/stop")
     _until(lambda: server.state()["record"]["state"] in ("idle", "failed"), 300, "stop")
     if drivers:
@@ -464,6 +477,7 @@ def summary(runs: dict[str, list[dict]]) -> dict[str, Any]:
             "recorder_workers_cpu_percent",
             "browser_cpu_percent",
             "bench_client_cpu_percent",
+            "other_cpu_percent",
             "tap_hz_mean",
         ):
             row[key] = _round(mean(case, key))
@@ -512,9 +526,11 @@ def format_table(result: dict[str, Any]) -> str:
         f"{result['load_average_start'][0]:.2f}, at end {result['load_average_end'][0]:.2f}",
         "",
         "| watching | rig s / wall s | vs none | events / wall s | drops | capture CPU "
-        "| recorder + workers CPU | server CPU | browsers' CPU | tap previews / s "
+        "| recorder + workers CPU | server CPU | browsers' CPU | other jobs' CPU "
+        "| tap previews / s "
         "| preview fps (RGB / events / overlay) | latency p50 (RGB / events / overlay) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| ---: |",
     ]
     for case in CASES:
         r = result[case]
@@ -528,6 +544,7 @@ def format_table(result: dict[str, Any]) -> str:
             f"| {r['events_per_wall_s'] / 1000:.0f} k | {result['drops_total'][case]} "
             f"| {_pct(r['capture_cpu_percent'])} | {_pct(r['recorder_workers_cpu_percent'])} "
             f"| {_pct(r['server_cpu_percent'])} | {_pct(r['browser_cpu_percent'])} "
+            f"| {_pct(r.get('other_cpu_percent'))} "
             f"| {'-' if r['tap_hz_mean'] is None else format(r['tap_hz_mean'], '.1f')} "
             f"| {fps_s if case != 'none' else '-'} | {lat_s if case != 'none' else '-'} |"
         )

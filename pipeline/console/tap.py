@@ -73,7 +73,7 @@ class PreviewPace:
 
     max_hz: float = 25.0
     min_hz: float = 1.0
-    lag_budget_s: float = 0.2
+    lag_budget_s: float = 0.1
     growth_per_s: float = 0.02
     step_hz: float = 2.0
     every_s: float = 1.0

@@ -131,7 +131,7 @@ const fmt = {
 
 function healthRows(s) {
   const h = s.health, c = h.counters || {}, sync = c.sync || {}, w = c.workers || {}, pv = c.preview || {};
-  const behind = (pv.lag_s || 0) > 0.2;
+  const behind = (pv.lag_s || 0) > 0.1;
   const drops = (c.camera_skipped_frames || 0) + (c.live_events_dropped || 0) + (c.recorder_messages_dropped || 0);
   return [
     ["Cameras", h.stale ? `no data for ${h.data_age_s == null ? "–" : h.data_age_s + " s"}` : "delivering", h.stale],
