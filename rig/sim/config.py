@@ -34,6 +34,14 @@ class SimConfig:
     camera_shake / object_swing are (amplitude px, frequency Hz) of a sinusoidal sway of
     the camera / of each object on top of the straight-line motion (non-linear motion:
     what slow motion is mostly for); (0, 0) is none.
+    loop_s: None renders the scene live, step by step, as the sources are read (it
+    costs the reading process about a core at the default size). A number of seconds
+    (0.2 to 60, rounded up to a whole number of frame periods: `loop_us`) makes the
+    sources render that much once when they are opened (startup takes that long) and
+    then hand the stored stretch out again and again, every timestamp shifted by a
+    whole loop: a camera whose scene costs nothing to render, so the reading process
+    pays only what it pays with real cameras. The scene jumps back once per loop (the
+    seam); frames, events and trigger edges stay consistent across it.
     """
 
     frame_size: tuple[int, int] = (320, 240)
@@ -56,6 +64,7 @@ class SimConfig:
     clock_drift_ppm: float = 30.0
     event_view: str = "side_by_side"
     realtime: bool = False
+    loop_s: float | None = None
 
     def __post_init__(self) -> None:
         self.frame_size = _pair("frame_size", self.frame_size, int)
@@ -125,9 +134,27 @@ class SimConfig:
                 f"SimConfig.clock_drift_ppm must be within +-1000, got {self.clock_drift_ppm}"
             )
 
+        if self.loop_s is not None:
+            ok = isinstance(self.loop_s, int | float) and not isinstance(self.loop_s, bool)
+            if not (ok and math.isfinite(self.loop_s) and 0.2 <= self.loop_s <= 60):
+                raise ValueError(
+                    f"SimConfig.loop_s must be a number of seconds from 0.2 to 60 (render that "
+                    f"much once, then repeat it), or left out to render live; got {self.loop_s!r}"
+                )
+            self.loop_s = float(self.loop_s)
+
     @property
     def frame_period_us(self) -> float:
         return 1e6 / self.fps
+
+    @property
+    def loop_us(self) -> int | None:
+        """The loop's length in µs: loop_s rounded up to a whole number of frame periods,
+        so each loop starts a frame exactly one loop after the previous one did."""
+        if self.loop_s is None:
+            return None
+        n = math.ceil(self.loop_s * self.fps - 1e-9)
+        return int(round(n * self.frame_period_us))
 
     def to_dict(self) -> dict:
         """JSON-ready copy (tuples as lists), e.g. for session.json; SimConfig(**d) reads it back."""
