@@ -1,7 +1,9 @@
 """The console's end of the preview: one SUB socket that the capture tap, the recorder
 and the idle monitor publish to; it keeps only the newest of everything (frames,
 a couple of seconds of events, health) and renders JPEGs on demand, once per new
-frame, only when a browser asks.
+frame, only when a browser asks. While no browser has asked for a preview for
+`VIEWER_HOLD_S`, it tells the publishers so (by dropping its subscription to
+`tap.VIEWERS_TOPIC`) and they send health only.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import numpy as np
 import zmq
 
 from pipeline import wire
+from pipeline.console.tap import VIEWERS_TOPIC
 
 EVENT_HISTORY_S = 2.0  # longest event window a browser may ask for
 ON_RGB = np.array([40, 170, 255], np.uint8)  # ON (brighter): blue
 OFF_RGB = np.array([255, 70, 50], np.uint8)  # OFF (darker): red
 JPEG_QUALITY = 80
 PREVIEW_NICE = 10  # preview work yields to capture and recording when the CPU is short
+VIEWER_HOLD_S = 3.0  # previews flow this long after a browser's last request
 
 
 def lower_thread_priority(nice: int = PREVIEW_NICE) -> None:
@@ -110,7 +114,10 @@ def _newest(parts: list[_Events], mapped: bool, window_us: int) -> list[tuple]:
 class PreviewHub:
     """Receives previews on a loopback SUB socket; browsers read from it."""
 
-    def __init__(self) -> None:
+    def __init__(self, viewer_hold_s: float = VIEWER_HOLD_S) -> None:
+        self.viewer_hold_s = viewer_hold_s
+        self._last_request = -float("inf")  # monotonic time a browser last asked
+        self._viewers_subscribed = False
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
@@ -142,6 +149,7 @@ class PreviewHub:
     def _run(self) -> None:
         lower_thread_priority()
         while not self._stop.is_set():
+            self._tell_publishers()
             if not self._sock.poll(200):
                 continue
             try:
@@ -150,6 +158,24 @@ class PreviewHub:
             except (wire.WireError, ValueError, KeyError) as exc:
                 self.stats.bad_messages += 1
                 self.health["last_bad_message"] = str(exc)
+
+    def note_viewer(self) -> None:
+        """A browser asked for a preview: the publishers send previews for the next
+        `viewer_hold_s` (any thread)."""
+        self._last_request = time.monotonic()
+
+    @property
+    def watched(self) -> bool:
+        return time.monotonic() - self._last_request < self.viewer_hold_s
+
+    def _tell_publishers(self) -> None:
+        """(Un)subscribe the viewers topic as watching starts or stops (the receiving
+        thread owns the socket)."""
+        watched = self.watched
+        if watched != self._viewers_subscribed:
+            option = zmq.SUBSCRIBE if watched else zmq.UNSUBSCRIBE
+            self._sock.setsockopt(option, VIEWERS_TOPIC)
+            self._viewers_subscribed = watched
 
     def _handle(self, msg: wire.Message) -> None:
         kind = msg.meta.get("kind")
@@ -214,7 +240,9 @@ class PreviewHub:
 
     def wait_newer(self, name: str, after: int, timeout_s: float) -> int:
         """Block (a worker thread, never the event loop) until `name` has a frame newer
-        than `after`; returns the current sequence number."""
+        than `after`; returns the current sequence number. Each call counts as a
+        viewer's request (`note_viewer`)."""
+        self.note_viewer()
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while True:

@@ -7,7 +7,10 @@ slow (PUB never blocks), so a stalled or absent console costs the capture thread
 nothing. How often it sends is paced by capture itself (`PreviewPace`): while capture
 falls behind real time the previews slow down, down to one a second, so that on a
 busy machine the CPU goes to capture rather than to previews and the browsers drawing
-them. The recorder gets the same treatment for interpolated frames (`PreviewOutput`).
+them. And previews are built and sent only while someone watches: the console's hub
+subscribes to `VIEWERS_TOPIC` while a browser has asked for a preview recently, and the
+tap's XPUB socket hears that subscription come and go (health goes out regardless).
+The recorder gets the same treatment for interpolated frames (`PreviewOutput`).
 Messages use the pipeline's wire format (pipeline/wire.py): JSON header plus raw
 arrays, never pickle.
 """
@@ -31,15 +34,29 @@ from pipeline.outputs import Output
 from rig.types import EventBatch, Frame
 
 MAX_PREVIEW_EVENTS = 80_000  # per events message: enough for an image, bounded cost
+# The hub subscribes to this while someone watches; no message starts with it (a wire
+# header is JSON), so it filters nothing: it only tells the publishers.
+VIEWERS_TOPIC = b"\x00slomo-viewers"
 
 
 def _pub(endpoint: str) -> tuple[zmq.Context, zmq.Socket]:
+    """An XPUB socket: a PUB that also hears its subscribers' (un)subscriptions."""
     ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUB)
+    sock = ctx.socket(zmq.XPUB)
     sock.setsockopt(zmq.SNDHWM, 4)  # a slow console loses previews, never stalls us
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
     return ctx, sock
+
+
+def viewers_changed(sock: zmq.Socket, watched: bool) -> bool:
+    """Whether someone watches, after the (un)subscriptions that arrived on an XPUB
+    socket since the last call (never waits)."""
+    while sock.poll(0, zmq.POLLIN):
+        msg = sock.recv(zmq.NOBLOCK)
+        if msg[1:] == VIEWERS_TOPIC:
+            watched = msg[:1] == b"\x01"
+    return watched
 
 
 def _send(sock: zmq.Socket, msg: wire.Message) -> None:
@@ -155,7 +172,10 @@ class PreviewTap:
         self._next_health = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.sent = 0
+        self.watched = False  # someone asked the hub for a preview recently
+        self.rounds = 0  # preview rounds (at the pace), watched or not
+        self.sent = 0  # RGB previews sent
+        self.events_sent = 0  # event previews sent
 
     # -- capture thread: references only ---------------------------------------------
     def events(self, raw: EventBatch, mapped: EventBatch | None = None) -> None:
@@ -194,47 +214,55 @@ class PreviewTap:
         self.close()
 
     def _run(self) -> None:
-        """Previews at the pace's rate; health as it comes (twice a second), whatever
-        the pace, so the page's health stays fresh while previews are slowed."""
+        """Previews at the pace's rate while someone watches; health as it comes (twice
+        a second), whatever the pace and whoever watches, so the page's health stays
+        fresh. Nobody watching: the events handed over are only looked at for the
+        pace's lag (what capture's lag is does not depend on watching), never copied,
+        subsampled or sent."""
         ctx, sock = _pub(self.endpoint)
         last_frame: Frame | None = None
         next_preview = 0.0
         try:
             while not self._stop.is_set():
+                self.watched = viewers_changed(sock, self.watched)
                 now = time.monotonic()
                 if now >= next_preview:
                     next_preview = now + 1.0 / self.pace.update(now)
+                    self.rounds += 1
                     frame = self._frame
-                    if frame is not None and frame is not last_frame:
+                    if self.watched and frame is not None and frame is not last_frame:
                         last_frame = frame
                         meta = {"kind": "rgb", "wall": self._frame_wall, "index": int(frame.index)}
                         _send(sock, wire.Message("frame", meta, {"image": frame.image}))
                         self.sent += 1
-                    self._publish_events(sock)
+                    self._publish_events(sock, self.watched)
                 health = self._health
                 if health is not None:
                     self._health = None
                     if self.disk_path is not None:
                         health["disk_free_bytes"] = _disk_free(self.disk_path)
-                    health["preview"] = self.pace.to_dict()
+                    health["preview"] = {**self.pace.to_dict(), "watched": self.watched}
                     _send(sock, wire.Message("status", {"kind": "health", **health}))
                 wake = min(next_preview, time.monotonic() + self.health_every_s / 2)
-                self._stop.wait(max(0.0, wake - time.monotonic()))
+                # Wakes early when a subscription arrives: a new viewer waits no longer.
+                sock.poll(max(0, int(1000 * (wake - time.monotonic()))), zmq.POLLIN)
         finally:
             sock.close(linger=0)
             ctx.term()
 
-    def _publish_events(self, sock: zmq.Socket) -> None:
+    def _publish_events(self, sock: zmq.Socket, watched: bool) -> None:
         raws, mapped = [], []
         n = 0
         while self._events:
             r, m, handed = self._events.popleft()
+            if len(r):
+                self.pace.observe(int(r.t[-1]), handed)
+            if not watched:
+                continue
             raws.append(r)
             n += len(r)
             if m is not None:
                 mapped.append(m)
-            if len(r):
-                self.pace.observe(int(r.t[-1]), handed)
         if not n:
             return
         raw = subsample(EventBatch.concat(raws), MAX_PREVIEW_EVENTS)
@@ -249,6 +277,7 @@ class PreviewTap:
             }
         meta = {"kind": "events", "wall": time.time(), "count": n, "size": self.event_size}
         _send(sock, wire.Message("events", meta, arrays))
+        self.events_sent += 1
 
 
 def _disk_free(path: Path) -> int | None:
@@ -289,13 +318,16 @@ def capture_health(node: Any) -> dict[str, Any]:
 
 
 class PreviewOutput(Output):
-    """Recorder-side tap: the newest interpolated frame, published lossy at <= hz."""
+    """Recorder-side tap: the newest interpolated frame, published lossy at <= hz while
+    someone watches (as for `PreviewTap`)."""
 
     def __init__(self, endpoint: str, hz: float = 8.0) -> None:
         self._ctx, self._sock = _pub(endpoint)
         self._period = 1.0 / hz
         self._next = 0.0
         self.frames_written = 0
+        self.watched = False
+        self.sent = 0
 
     def write(self, image: np.ndarray, timestamp_us: int, source: str) -> None:
         self.frames_written += 1
@@ -303,8 +335,12 @@ class PreviewOutput(Output):
         if source != "interpolated" or now < self._next:
             return
         self._next = now + self._period
+        self.watched = viewers_changed(self._sock, self.watched)
+        if not self.watched:
+            return
         meta = {"kind": "interpolated", "wall": time.time(), "t_us": int(timestamp_us)}
         _send(self._sock, wire.Message("frame", meta, {"image": np.ascontiguousarray(image)}))
+        self.sent += 1
 
     def close(self) -> None:
         self._sock.close(linger=0)
