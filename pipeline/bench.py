@@ -178,7 +178,9 @@ def bench_console_cmd(args: argparse.Namespace) -> dict[str, Any]:
     (pipeline/console/bench.py; needs Chromium and selenium)."""
     from pipeline.console.bench import bench_console
 
-    result = bench_console(args.seconds, args.model, rounds=args.repeats, sim=args.sim)
+    result = bench_console(
+        args.seconds, args.model, rounds=args.repeats, sim=args.sim, loop_s=args.loop_s
+    )
     return {"console": result}
 
 
@@ -224,6 +226,16 @@ def sim_rate_arg(text: str) -> str:
     return text
 
 
+def loop_arg(text: str) -> float:
+    """--loop-s for the console bench, checked before any work."""
+    from pipeline.console.bench import loop_s_arg
+
+    try:
+        return loop_s_arg(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from pipeline.cli import positive_float, positive_int
 
@@ -259,6 +271,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="WxH@FPS",
         help="console bench: the simulated rig's size and frame rate (default: the largest "
         "that keeps real time unwatched here)",
+    )
+    p.add_argument(
+        "--loop-s",
+        type=loop_arg,
+        default=4.0,
+        metavar="S",
+        help="console bench: the simulated rig renders S seconds once and replays them, "
+        "so capture pays no rendering, as with real cameras (0: render live)",
     )
     p.add_argument(
         "--json", action="store_true", help="print JSON instead of a table per benchmark"

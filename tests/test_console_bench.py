@@ -26,6 +26,15 @@ def test_sim_rate_parses_and_writes_a_rig_file_that_loads(tmp_path) -> None:
     assert cfg.sim["event_view"] == "same_sensor"  # no calibration needed
 
 
+def test_the_bench_rig_loops_unless_told_not_to(tmp_path) -> None:
+    rate = SimRate.parse("320x240@50")
+    for loop_s, want in ((4.0, 4.0), (0.0, None)):
+        path = tmp_path / f"rig-{loop_s}.toml"
+        path.write_text(rate.toml(loop_s))
+        cfg = RigConfig.load(path)
+        assert cfg.sim.get("loop_s") == want
+
+
 @pytest.mark.parametrize("text", ["160x120", "160x120@", "axb@25", "8x8@25", "160x120@0"])
 def test_sim_rate_refuses_what_is_not_a_rig(text: str) -> None:
     with pytest.raises(ValueError, match="160x120@25"):
@@ -118,3 +127,15 @@ def test_bad_sim_option_exits_2_with_one_line() -> None:
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "WIDTHxHEIGHT@FPS" in proc.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("bad", ["0.1", "61", "four"])
+def test_bad_loop_option_exits_2_with_one_line(bad: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "bench", "console", "--loop-s", bad],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "--loop-s" in proc.stderr.strip().splitlines()[-1]
