@@ -63,10 +63,11 @@ class FusionConfig:
     o how far its luma lies outside the events' band (0: the plain time blend).
     cubic: bicubic warps (bilinear ones blur the texture at every fractional shift).
     finest_scale: DIS's finest pyramid level (0: full resolution), refine: its
-    variational refinement iterations per level, stride: its patch stride in pixels;
-    None: the preset's. The defaults (no refinement, which smooths the flow across motion
-    boundaries, and denser patches, which pay for it) scored higher than the medium
-    preset on every suite, real and simulated (docs/model.md). decide: the choice is
+    variational refinement iterations per level, stride: its patch stride in pixels,
+    patch: its patch size in pixels; None: the preset's. The defaults (no refinement,
+    which smooths the flow across motion boundaries; denser, smaller patches, which
+    follow small moving parts and cost no more) scored higher than the medium preset
+    on every suite, real and simulated (docs/model.md). decide: the choice is
     made on a grid this many times coarser (1 or 2) and interpolated back (4 was
     tried: it blurs the choice across sharp edges)."""
 
@@ -85,6 +86,7 @@ class FusionConfig:
     finest_scale: int | None = None
     refine: int | None = 0
     stride: int | None = 2
+    patch: int | None = 4
     decide: int = 2
 
     def __post_init__(self) -> None:
@@ -116,6 +118,8 @@ class FusionConfig:
             raise ValueError(f"FusionConfig.refine must be in [0, 50] or None, got {self.refine}")
         if self.stride is not None and not 1 <= self.stride <= 16:
             raise ValueError(f"FusionConfig.stride must be in [1, 16] or None, got {self.stride}")
+        if self.patch is not None and not 3 <= self.patch <= 32:
+            raise ValueError(f"FusionConfig.patch must be in [3, 32] or None, got {self.patch}")
         if self.decide not in (1, 2):
             raise ValueError(f"FusionConfig.decide must be 1 or 2, got {self.decide}")
         if self.preset not in (0, 1, 2):
@@ -378,6 +382,8 @@ def _make_dis(cfg: FusionConfig):
         dis.setVariationalRefinementIterations(cfg.refine)
     if cfg.stride is not None:
         dis.setPatchStride(cfg.stride)
+    if cfg.patch is not None:
+        dis.setPatchSize(cfg.patch)
     return dis
 
 

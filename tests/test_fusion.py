@@ -273,6 +273,7 @@ def test_config_rejects_bad_flow_settings():
         dict(finest_scale=7),
         dict(refine=-1),
         dict(stride=0),
+        dict(patch=2),
         dict(decide=3),
     ):
         with pytest.raises(ValueError, match="FusionConfig"):
