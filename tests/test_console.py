@@ -111,6 +111,7 @@ def test_camera_settings_apply_or_say_why_not(driver) -> None:
     _tab(driver, "live")
     form = driver.find_element(By.ID, "camera-form")
     assert not form.find_element(By.NAME, "gain_db").is_enabled()  # the sim has no gain
+    assert not form.find_element(By.NAME, "event_biases").is_enabled()  # nor named biases
     _fill(driver, "camera-form", exposure_us="abc")
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
     wait(driver, lambda d: "not a number" in _text(d, "camera-msg"), 60, "message")

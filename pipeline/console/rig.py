@@ -23,6 +23,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+BIAS_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+# Event cameras whose driver takes named integer biases from the rig config's
+# [events.settings] biases (rig/inivation.py: dv-processing setters, rig/prophesee.py:
+# Metavision I_LL_Biases); the camera itself says which names it knows when opened.
+BIAS_BACKENDS = ("inivation", "prophesee")
 CONSOLE_MODELS = ("integration", "flow", "blend", "timelens", "fusion")
 
 
@@ -40,6 +45,9 @@ class CameraSettings:
     # An event-camera bias: the simulated sensor's contrast threshold (log-intensity
     # step per event; higher: fewer events, less noise).
     contrast_threshold: float | None = None
+    # A real event camera's biases (name -> integer, as the rig config's
+    # [events.settings] biases): merged over the configured ones when the cameras open.
+    event_biases: dict[str, int] | None = None
 
     def __post_init__(self) -> None:
         if self.exposure_us is not None and not 1 <= self.exposure_us <= 1_000_000:
@@ -53,6 +61,36 @@ class CameraSettings:
             raise FormError(
                 f"event contrast threshold {c}: give 0.05 to 2 (log-intensity step per event)"
             )
+        for name, value in (self.event_biases or {}).items():
+            if not isinstance(name, str) or not BIAS_NAME_RE.match(name):
+                raise FormError(
+                    f"event bias name {name!r}: letters, digits and _ (e.g. bias_diff_on, "
+                    "ContrastThresholdOn)"
+                )
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise FormError(f"event bias {name}={value!r}: give a whole number")
+            if not -(2**31) <= value < 2**31:
+                raise FormError(f"event bias {name}={value}: out of range for a bias")
+
+
+def parse_biases(text: str) -> dict[str, int]:
+    """'name=value, name=value' (commas, semicolons or new lines between) from the page
+    into a dict; an empty text is no change."""
+    out: dict[str, int] = {}
+    for item in re.split(r"[,;\n]", text):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or not name or not value:
+            raise FormError(f"event biases: {item!r} is not name=value (e.g. bias_diff_on=10)")
+        try:
+            out[name] = int(value, 0)
+        except ValueError:
+            raise FormError(f"event bias {name}={value!r}: give a whole number") from None
+    CameraSettings(event_biases=out)  # the same checks as any setting
+    return out
 
 
 @dataclass
@@ -75,7 +113,45 @@ class RigSpec:
             "basler": ["exposure_us", "frame_rate", "gain_db"],
             "sim": ["exposure_us", "frame_rate"],
         }.get(rc.frames.backend, [])
-        return [*keys, "contrast_threshold"] if rc.events.backend == "sim" else keys
+        if rc.events.backend == "sim":
+            return [*keys, "contrast_threshold"]
+        if rc.events.backend in BIAS_BACKENDS:
+            return [*keys, "event_biases"]
+        return keys
+
+    def configured_biases(self) -> dict[str, int] | None:
+        """The event camera's biases in the rig config (None: no such setting here)."""
+        if self.config is None:
+            return None
+        from rig.config import RigConfig
+
+        rc = RigConfig.load(self.config)
+        if rc.events.backend not in BIAS_BACKENDS:
+            return None
+        return dict(rc.events.settings.get("biases", {}))
+
+
+def configured_rig(spec: RigSpec):
+    """The rig config file with the page's camera settings applied (a RigConfig; the
+    file itself is not changed). Only for a config file (spec.config)."""
+    from rig.config import RigConfig
+
+    assert spec.config is not None
+    rc = RigConfig.load(spec.config)
+    changes = {k: v for k, v in asdict(spec.settings).items() if v is not None}
+    biases = changes.pop("event_biases", None)
+    if biases and rc.events.backend in BIAS_BACKENDS:
+        rc.events.settings["biases"] = {**rc.events.settings.get("biases", {}), **biases}
+    if rc.frames.backend == "sim" or rc.events.backend == "sim":
+        rc.sim.update({"fps": changes.get("frame_rate", rc.sim.get("fps", 50.0))})
+        if "exposure_us" in changes:
+            rc.sim["exposure_us"] = int(changes["exposure_us"])
+        if "contrast_threshold" in changes and rc.events.backend == "sim":
+            rc.sim["contrast_threshold"] = changes["contrast_threshold"]
+    elif rc.frames.backend == "basler":
+        changes.pop("contrast_threshold", None)
+        rc.frames.settings.update(changes)
+    return rc
 
 
 def open_rig(spec: RigSpec):
@@ -114,19 +190,9 @@ def open_rig(spec: RigSpec):
         if calibration is not None:
             mapper = _checked_map(calibration, events, frames)
         return events, frames, mapper, {"backend": "sim", "sim": cfg.to_dict()}, "trigger"
-    from rig.config import RigConfig, open_sources
+    from rig.config import open_sources
 
-    rc = RigConfig.load(spec.config)
-    changes = {k: v for k, v in asdict(s).items() if v is not None}
-    if rc.frames.backend == "sim" or rc.events.backend == "sim":
-        rc.sim.update({"fps": changes.get("frame_rate", rc.sim.get("fps", 50.0))})
-        if "exposure_us" in changes:
-            rc.sim["exposure_us"] = int(changes["exposure_us"])
-        if "contrast_threshold" in changes and rc.events.backend == "sim":
-            rc.sim["contrast_threshold"] = changes["contrast_threshold"]
-    elif rc.frames.backend == "basler":
-        changes.pop("contrast_threshold", None)
-        rc.frames.settings.update(changes)
+    rc = configured_rig(spec)
     events, frames = open_sources(rc)
 
     def mapper_for(ev, fr):

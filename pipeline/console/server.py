@@ -29,7 +29,14 @@ from starlette.staticfiles import StaticFiles
 
 from pipeline.console.calib import CalibForm, CalibrationJob, sim_pairs
 from pipeline.console.hub import PreviewHub, lower_thread_priority
-from pipeline.console.rig import CONSOLE_MODELS, CameraSettings, FormError, RigController, RigSpec
+from pipeline.console.rig import (
+    CONSOLE_MODELS,
+    CameraSettings,
+    FormError,
+    RigController,
+    RigSpec,
+    parse_biases,
+)
 from pipeline.console.security import Access, AccessMiddleware
 from pipeline.console.sessions import (
     PathRefused,
@@ -137,6 +144,7 @@ class Console:
                 "settings": {
                     "current": rig.spec.settings.__dict__,
                     "supported": rig.spec.supported_settings(),
+                    "configured_biases": rig.spec.configured_biases(),
                 },
                 "rig": "sim" if rig.spec.config is None else str(rig.spec.config),
                 "calibration": str(rig.spec.calibration) if rig.spec.calibration else None,
@@ -206,6 +214,14 @@ class Console:
             if v is not None and key not in supported:
                 raise FormError(f"{label} cannot be set on this rig's camera")
             values[key] = v
+        text = data.get("event_biases")
+        if text is not None and str(text).strip():
+            if "event_biases" not in supported:
+                raise FormError(
+                    "event biases cannot be set on this rig's event camera (iniVation and "
+                    "Prophesee cameras take them; the simulated one has a contrast threshold)"
+                )
+            values["event_biases"] = parse_biases(str(text))
         settings = CameraSettings(**values)
         await run_in_threadpool(self.rig.apply_settings, settings)
         return JSONResponse({"ok": True})

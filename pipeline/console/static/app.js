@@ -181,6 +181,12 @@ function renderState(s) {
     input.disabled = !s.settings.supported.includes(key);
     if (!input.value && s.settings.current[key] != null) input.value = s.settings.current[key];
   }
+  const biases = f.elements["event_biases"];
+  biases.disabled = !s.settings.supported.includes("event_biases");
+  const shown = s.settings.current.event_biases || s.settings.configured_biases;
+  if (!biases.value && shown) {
+    biases.value = Object.entries(shown).map(([k, v]) => `${k}=${v}`).join(", ");
+  }
   if (state.session) updateReplay(s.replays.filter((j) => j.session === state.session));
 }
 
