@@ -56,6 +56,12 @@ class RawRecorder:
         self._thread = threading.Thread(target=self._run, name="raw-writer", daemon=True)
         self._thread.start()
 
+    @property
+    def queued(self) -> tuple[int, int]:
+        """(items waiting for the disk, the queue's capacity): a queue that fills means
+        the disk cannot keep up, and capture will block on it (never drop)."""
+        return len(self._ring), self._ring.capacity
+
     def _put(self, item: tuple) -> None:
         if self.error is not None:
             raise self.error

@@ -74,6 +74,8 @@ def recorded(driver, sessions: Path) -> str:
     wait(driver, lambda d: _frames(d, "preview-interpolated") >= 1, 240, "interpolated frames")
     n = _frames(driver, "preview-rgb")
     wait(driver, lambda d: _frames(d, "preview-rgb") >= n + 3, 120, "RGB preview while recording")
+    # The raw writer's queue is in the health while recording (capture's own figure).
+    wait(driver, lambda d: "waiting for the disk" in _text(d, "health"), 120, "raw writer queue")
     screenshot(driver, "recording")
     _tab(driver, "record")
     screenshot(driver, "record")

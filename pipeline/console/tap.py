@@ -303,6 +303,9 @@ def capture_health(node: Any) -> dict[str, Any]:
         "intervals_skipped": c.intervals_skipped,
         "intervals_lost": c.intervals_lost,
     }
+    queued = getattr(getattr(node, "raw", None), "queued", None)
+    if queued is not None:
+        health["raw_queue"] = {"items": queued[0], "capacity": queued[1]}
     sync = node.sync.to_dict()
     health["sync"] = {
         k: sync.get(k)

@@ -131,6 +131,7 @@ const fmt = {
 
 function healthRows(s) {
   const h = s.health, c = h.counters || {}, sync = c.sync || {}, w = c.workers || {}, pv = c.preview || {};
+  const rq = c.raw_queue || {};
   const behind = (pv.lag_s || 0) > 0.1;
   const drops = (c.camera_skipped_frames || 0) + (c.live_events_dropped || 0) + (c.recorder_messages_dropped || 0);
   return [
@@ -142,6 +143,7 @@ function healthRows(s) {
     ["Workers", w.alive != null ? `${w.busy} busy of ${w.alive}, ${fmt.n(w.dispatched)} intervals sent` : "– (while recording)"],
     ["Skipped intervals", c.intervals != null ? `${fmt.n(c.intervals_skipped)} of ${fmt.n(c.intervals)}` : "–"],
     ["Disk free", fmt.bytes(h.disk_free_bytes), h.disk_free_bytes != null && h.disk_free_bytes < 5 * 2 ** 30],
+    ["Raw writer", rq.capacity ? `${fmt.n(rq.items)} waiting for the disk (${(100 * rq.items / rq.capacity).toFixed(0)} % of its queue)` : "– (while recording)", rq.capacity && rq.items > rq.capacity / 4],
     ["Previews", pv.hz == null ? "–" : `${pv.hz} per s` + (pv.hz < pv.max_hz ? " (slowed for capture)" : "") + (behind ? `, capture ${pv.lag_s.toFixed(2)} s behind real time` : ""), behind],
   ];
 }
