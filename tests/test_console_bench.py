@@ -104,6 +104,9 @@ def test_table_has_a_row_per_case_and_says_what_was_used() -> None:
     assert "160x120@25" in table and "320x240@50: 0.600" in table and "load average" in table
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 2 + len(CASES)  # header, separator, a row per case
+    result["runs"] = _runs([_viewed(0.97, 97_000), _viewed(0.95, 95_000)])
+    rounds = format_table(result).split("per round")[1]
+    assert "| two Chromium windows | 0.970 (3 %) | 0.950 (3 %) |" in rounds
     assert "| two Chromium windows | 0.960 | -3.0 % |" in table
     assert table.splitlines()[-1].endswith("loss): met")
 

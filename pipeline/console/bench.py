@@ -588,6 +588,22 @@ def format_table(result: dict[str, Any]) -> str:
             f"| {'-' if r['tap_hz_mean'] is None else format(r['tap_hz_mean'], '.1f')} "
             f"| {fps_s if case != 'none' else '-'} | {lat_s if case != 'none' else '-'} |"
         )
+    runs = result.get("runs")
+    if runs:  # each case per round: a disturbed round shows as such
+        n = max(len(rs) for rs in runs.values())
+        lines += [
+            "",
+            "rig s / wall s per round (other jobs' CPU):",
+            "",
+            "| watching | " + " | ".join(f"round {i + 1}" for i in range(n)) + " |",
+            "| --- |" + " ---: |" * n,
+        ]
+        for case in CASES:
+            cells = [
+                f"{r['rig_s_per_wall_s']:.3f} ({_pct(r.get('other_cpu_percent'))})"
+                for r in runs[case]
+            ]
+            lines.append(f"| {_LABELS[case]} | " + " | ".join(cells) + " |")
     verdict = "met" if result["goal_met"] else "NOT met"
     if not result["full_rate_unwatched"]:
         verdict += (
