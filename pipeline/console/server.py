@@ -136,6 +136,7 @@ class Console:
 
     async def state(self, request: Request) -> Response:
         rig = self.rig
+        supported = rig.spec.supported_settings()
         return JSONResponse(
             {
                 "record": rig.state,
@@ -143,8 +144,11 @@ class Console:
                 "health": self.health(),
                 "settings": {
                     "current": rig.spec.settings.__dict__,
-                    "supported": rig.spec.supported_settings(),
-                    "configured_biases": rig.spec.configured_biases(),
+                    "supported": supported,
+                    # read from the rig file only where the event camera takes biases
+                    "configured_biases": (
+                        rig.spec.configured_biases() if "event_biases" in supported else None
+                    ),
                 },
                 "rig": "sim" if rig.spec.config is None else str(rig.spec.config),
                 "calibration": str(rig.spec.calibration) if rig.spec.calibration else None,
